@@ -1,0 +1,18 @@
+# The two promised commands: `make scan` (a real scan of the bundled samples) and `make test`.
+.PHONY: setup scan test lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+scan: setup
+	.venv/bin/tamperscan scan samples/ --out scan-results/
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check .
+
+bench: setup
+	.venv/bin/python benchmarks/nets.py
