@@ -1,0 +1,92 @@
+"""`tamperscan` command line: thin wrappers over the package."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from tamperscan.config import PipelineConfig, S3Options
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Find manipulated images and show where they were tampered with.")
+console = Console(stderr=True)
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="YAML file with PipelineConfig fields (thresholds, weights, segmenter).")]
+EndpointOption = Annotated[str | None, typer.Option(
+    "--s3-endpoint", envvar="AWS_ENDPOINT_URL", help="S3 endpoint, e.g. http://127.0.0.1:8333")]
+
+
+def load_pipeline_config(path: Path | None, **overrides) -> PipelineConfig:
+    data = yaml.safe_load(path.read_text()) if path else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return PipelineConfig(**data)
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+@app.command()
+def scan(
+    source: Annotated[str, typer.Argument(help="Local folder, s3://bucket/prefix, or a "
+                                               ".parquet/.csv manifest with a 'uri' column.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder or s3:// prefix.")],
+    config: ConfigOption = None,
+    s3_endpoint: EndpointOption = None,
+    heatmaps: Annotated[bool, typer.Option(help="Also write heatmap PNGs.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Rows per batch.")] = 8,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
+) -> None:
+    """Scan every image under SOURCE; re-running with the same --out resumes."""
+    from tamperscan.pipeline import ScanResources
+    from tamperscan.pipeline import scan as run_scan
+
+    pipeline_config = load_pipeline_config(config, write_heatmaps=heatmaps or None)
+    init_ray(num_cpus)
+    summary = run_scan(source, out, pipeline_config, S3Options(endpoint_url=s3_endpoint),
+                       ScanResources(batch_size=batch_size))
+    table = Table(title=f"tamperscan: {source}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("inputs", str(summary.total))
+    table.add_row("already done (skipped)", str(summary.skipped_done))
+    for status, count in sorted(summary.counts.items()):
+        table.add_row(f"status {status}", str(count))
+    for kind, count in sorted(summary.errors_by_kind.items()):
+        table.add_row(f"  error: {kind}", str(count))
+    table.add_row("flagged as tampered", str(summary.flagged))
+    table.add_row("images/s", f"{summary.images_per_second:.2f}")
+    Console().print(table)
+    Console().print(f"results: {out.rstrip('/')}/results  (Parquet; summary.json beside it)")
+
+
+@app.command()
+def version() -> None:
+    """Print the package version and the shipped model versions."""
+    from tamperscan import __version__
+    from tamperscan.stages import model_versions
+
+    print(json.dumps({"tamperscan": __version__,
+                      "models": model_versions(PipelineConfig())}))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,52 @@
+"""Pipeline configuration: one pydantic model shared by the bulk scan, the endpoint and the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+#: Repo-root ``models/`` holds the configs and the shipped weights; override for deployments.
+_REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR = Path(os.environ.get("TAMPERSCAN_MODELS_DIR", _REPO_MODELS))
+
+
+def model_path(name: str) -> Path:
+    """Resolve a bare file name against MODELS_DIR; absolute or relative paths are kept."""
+    path = Path(name)
+    if path.is_absolute() or path.exists():
+        return path
+    return MODELS_DIR / name
+
+
+class S3Options(BaseModel):
+    """Object-storage connection settings; unset fields fall back to the usual AWS environment."""
+
+    endpoint_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8333")
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+
+
+class PipelineConfig(BaseModel):
+    """Everything that changes what a scan computes; recorded with the results."""
+
+    two_stream_config: str = "two_stream"
+    two_stream_weights: str = "two_stream.safetensors"
+    wcbnet_config: str = "wcbnet"
+    wcbnet_weights: str = "wcbnet.safetensors"
+    ela_quality: int = Field(default=90, ge=1, le=100)
+    max_image_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = 80_000_000
+    #: Rows whose image score reaches this go through segment-and-fuse (the cascade).
+    refine_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    #: Image score at or above which an image is reported as tampered.
+    tamper_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Pixel threshold on the final heatmap for the binary mask.
+    mask_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    segmenter: str = "felzenszwalb"
+    segmenter_options: dict = Field(default_factory=dict)
+    write_heatmaps: bool = False
+    torch_threads: int = Field(default=0, ge=0, description="0 = let torch decide")

@@ -1,0 +1,130 @@
+"""The bulk scan as a Ray Data graph over the stages in `tamperscan.stages`.
+
+Ray specifics stay here and stay thin: each stage is a plain callable; stateless ones run as
+tasks, the model and refinement stages as actor pools (weights load once per actor).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+import ray
+from pydantic import BaseModel, Field
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tamperscan.config import PipelineConfig, S3Options
+from tamperscan.io import ResultSink, list_source, new_run_id
+from tamperscan.results import WriteResults
+from tamperscan.stages import DecodeELA, Detect, Finalize, Localize, ReadBytes, Refine
+
+
+class ScanResources(BaseModel):
+    """How the graph maps onto a cluster. Zero means "derive from the cluster"."""
+
+    batch_size: int = Field(default=8, ge=1)
+    model_actors: int = Field(default=0, ge=0, description="max actors per model stage")
+    refine_actors: int = Field(default=0, ge=0)
+    cpus_per_actor: float = Field(default=0.0, ge=0.0)
+    gpus_per_actor: float = Field(default=0.0, ge=0.0, description="fractional GPUs allowed")
+
+
+@dataclass
+class ScanSummary:
+    source: str
+    out: str
+    run_id: str
+    total: int
+    skipped_done: int
+    counts: dict[str, int] = field(default_factory=dict)
+    flagged: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    superseded_rows_dropped: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        processed = sum(self.counts.values())
+        return processed / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "images_per_second": self.images_per_second}, indent=2)
+
+
+def _plan(resources: ScanResources) -> dict:
+    """Concrete actor counts and per-actor resources for the running cluster. On a small
+    machine, actors take fractional CPUs so all stages fit at once (else the pipeline stalls
+    waiting for a CPU that an idle actor holds)."""
+    cluster = ray.cluster_resources()
+    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
+    cpus_per_actor = resources.cpus_per_actor or (1.0 if cpus >= 8 else 0.5)
+    model_actors = resources.model_actors or max(1, int(cpus // 8))
+    gpus_per_actor = resources.gpus_per_actor or (1.0 if gpus else 0.0)
+    if gpus:
+        model_actors = resources.model_actors or max(1, int(gpus / gpus_per_actor) // 2)
+    return {
+        "model_actors": model_actors,
+        "refine_actors": resources.refine_actors or max(1, int(cpus // 8)),
+        "cpus_per_actor": cpus_per_actor,
+        "gpus_per_actor": gpus_per_actor,
+        "task_cpus": 0.5 if cpus < 8 else 1.0,
+    }
+
+
+def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig,
+                  s3: S3Options | None, resources: ScanResources) -> ray.data.Dataset:
+    plan = _plan(resources)
+    bs = resources.batch_size
+    ds = ray.data.from_arrow(pa.table({"uri": pa.array(uris, pa.string())}))
+    ds = ds.repartition(max(1, len(uris) // bs))
+    task = {"batch_size": bs, "num_cpus": plan["task_cpus"], "batch_format": "numpy"}
+    actor = {
+        "batch_size": bs, "batch_format": "numpy", "fn_constructor_args": (config,),
+        "num_cpus": plan["cpus_per_actor"],
+    }
+    ds = ds.map_batches(ReadBytes(config, s3), **task)
+    ds = ds.map_batches(DecodeELA(config), **task)
+    models = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["model_actors"])
+    for stage in (Localize, Detect):
+        ds = ds.map_batches(stage, compute=models, num_gpus=plan["gpus_per_actor"], **actor)
+    refiners = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["refine_actors"])
+    ds = ds.map_batches(Refine, compute=refiners, **actor)
+    ds = ds.map_batches(Finalize(config), **task)
+    return ds.map_batches(WriteResults(out, run_id, s3), **task)
+
+
+def scan(source: str, out: str, config: PipelineConfig | None = None,
+         s3: S3Options | None = None, resources: ScanResources | None = None,
+         show_progress: bool = True) -> ScanSummary:
+    """Scan every file under ``source`` into the Parquet dataset at ``out``; resumable."""
+    config = config or PipelineConfig()
+    resources = resources or ScanResources()
+    sink = ResultSink(out, s3)
+    run_id = new_run_id()
+    uris = list_source(source, s3)
+    done = sink.done_uris()
+    todo = [u for u in uris if u not in done]
+    summary = ScanSummary(source, out, run_id, total=len(uris), skipped_done=len(uris) - len(todo))
+    start = time.perf_counter()
+    if todo:
+        counts: Counter[str] = Counter()
+        kinds: Counter[str] = Counter()
+        ds = build_dataset(todo, out, run_id, config, s3, resources)
+        columns = [TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[info]}")]
+        with Progress(*columns, disable=not show_progress, transient=False) as progress:
+            bar = progress.add_task("scan", total=len(todo), info="")
+            for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+                counts.update(batch["status"].tolist())
+                summary.flagged += int(batch["tampered"].sum())
+                kinds.update(e.split(":", 1)[0] for e in batch["error"].tolist() if e)
+                progress.update(bar, advance=len(batch["uri"]),
+                                info=f"errors {counts['error']}  flagged {summary.flagged}")
+        summary.counts, summary.errors_by_kind = dict(counts), dict(kinds)
+    summary.superseded_rows_dropped = sink.compact()
+    summary.seconds = time.perf_counter() - start
+    sink.write_file("summary.json", summary.to_json().encode())
+    return summary

@@ -1,0 +1,336 @@
+"""The pipeline stages: plain callables over column batches, shared by Ray Data and Ray Serve.
+
+Every stage takes and returns ``dict[str, np.ndarray]`` with one entry per row. Rows whose
+``status`` is already ``error`` pass through untouched, so a bad input never stops a batch and
+is never dropped. A stage that fails on one row marks that row (kind ``internal``) instead of
+raising.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from tamperscan.config import PipelineConfig, S3Options, model_path
+from tamperscan.io import SourceError, read_bytes
+from tamperscan.nets.build import build_model, load_config, load_weights
+from tamperscan.preprocess.decode import DecodeLimits, ImageError, decode_image
+from tamperscan.preprocess.inputs import model_inputs
+from tamperscan.refine.cam import fuse_geometric, normalize_cams
+from tamperscan.refine.fusion import refine_cam
+from tamperscan.refine.segmenters import build_segmenter
+
+Batch = dict[str, np.ndarray]
+
+
+def _n(batch: Batch) -> int:
+    return len(batch["uri"])
+
+
+def _ok(batch: Batch) -> np.ndarray:
+    return np.asarray(batch["status"]) == "ok"
+
+
+def _mark_error(batch: Batch, i: int, kind: str, message: str) -> None:
+    batch["status"][i] = "error"
+    batch["error"][i] = f"{kind}: {message}"
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+@cache
+def weights_version(path: str) -> str:
+    """Short content hash: results record exactly which weights produced them."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return digest[:12]
+
+
+def model_versions(config: PipelineConfig) -> str:
+    parts = []
+    for name, weights in ((config.two_stream_config, config.two_stream_weights),
+                          (config.wcbnet_config, config.wcbnet_weights)):
+        parts.append(f"{name}@{weights_version(str(model_path(weights)))}")
+    return ";".join(parts)
+
+
+def input_sizes(config: PipelineConfig) -> tuple[int, int]:
+    """(two-stream input size, WCBnet input size) from the model configs."""
+    return (int(load_config(config.two_stream_config)["input_size"]),
+            int(load_config(config.wcbnet_config)["input_size"]))
+
+
+class ReadBytes:
+    """uri -> original bytes (ELA needs the real file, never a re-encode)."""
+
+    def __init__(self, config: PipelineConfig, s3: S3Options | None = None) -> None:
+        self.max_bytes = config.max_image_bytes
+        self.s3 = s3
+
+    def __call__(self, batch: Batch) -> Batch:
+        uris = list(batch["uri"])
+        data, status, error = [], [], []
+        for uri in uris:
+            try:
+                data.append(read_bytes(uri, self.max_bytes, self.s3))
+                status.append("ok")
+                error.append("")
+            except SourceError as exc:
+                data.append(b"")
+                status.append("error")
+                error.append(f"{exc.kind}: {exc}")
+        return {"uri": _strings(uris), "data": np.array(data, dtype=object),
+                "status": _strings(status), "error": _strings(error)}
+
+
+class DecodeELA:
+    """bytes -> model inputs: RGB and absolute ELA at the localizer size, signed ELA at the
+    WCBnet size. ELA is computed at the original resolution, then resized."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.quality = config.ela_quality
+        self.limits = DecodeLimits(max_bytes=config.max_image_bytes,
+                                   max_pixels=config.max_image_pixels)
+        self.ts_size, self.cb_size = input_sizes(config)
+
+    def __call__(self, batch: Batch) -> Batch:
+        n = _n(batch)
+        status = _strings(list(batch.get("status", ["ok"] * n)))
+        error = _strings(list(batch.get("error", [""] * n)))
+        out = {
+            "uri": _strings(list(batch["uri"])), "status": status, "error": error,
+            "width": np.zeros(n, np.int32), "height": np.zeros(n, np.int32),
+            "rgb": np.zeros((n, self.ts_size, self.ts_size, 3), np.uint8),
+            "ela": np.zeros((n, self.ts_size, self.ts_size, 3), np.float16),
+            "sela": np.zeros((n, self.cb_size, self.cb_size, 3), np.float16),
+            "t_decode": np.zeros(n, np.float32),
+        }
+        for i in range(n):
+            if status[i] != "ok":
+                continue
+            start = time.perf_counter()
+            try:
+                image = decode_image(bytes(batch["data"][i]), self.limits)
+                out["width"][i], out["height"][i] = image.width, image.height
+                inputs = model_inputs(image.rgb, self.quality, self.ts_size, self.cb_size)
+                out["rgb"][i], out["ela"][i], out["sela"][i] = inputs.rgb, inputs.ela, inputs.sela
+            except ImageError as exc:
+                _mark_error(out, i, exc.code, str(exc))
+            except Exception as exc:  # a decoder bug must not take the batch down
+                _mark_error(out, i, "internal", f"{type(exc).__name__}: {exc}")
+            out["t_decode"][i] = time.perf_counter() - start
+        return out
+
+
+class _TorchStage:
+    """Loads one net from config + weights; runs it on the ``ok`` rows of a batch."""
+
+    config_attr: str
+    weights_attr: str
+
+    def __init__(self, config: PipelineConfig) -> None:
+        if config.torch_threads:
+            torch.set_num_threads(config.torch_threads)
+        net_config = load_config(getattr(config, self.config_attr))
+        weights = model_path(getattr(config, self.weights_attr))
+        if not weights.exists():
+            raise FileNotFoundError(f"weights not found: {weights} (see models/MODEL_CARD.md)")
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = build_model(net_config).eval()
+        load_weights(self.model, weights)
+        self.model.to(self.device)
+        self.size = int(net_config["input_size"])
+
+    def _run(self, batch: Batch, outputs: Batch, compute: Callable[[np.ndarray], Batch],
+             timing: str) -> Batch:
+        n = _n(batch)
+        rows = np.flatnonzero(_ok(batch))
+        out = {**batch, **outputs, timing: np.zeros(n, np.float32)}
+        out["status"] = _strings(list(batch["status"]))
+        out["error"] = _strings(list(batch["error"]))
+        if rows.size:
+            start = time.perf_counter()
+            try:
+                with torch.inference_mode():
+                    results = compute(rows)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                for key, value in results.items():
+                    out[key][rows] = value
+            except Exception as exc:  # e.g. out of memory: fail these rows, keep the job
+                for i in rows:
+                    _mark_error(out, i, "internal", f"{type(exc).__name__}: {exc}")
+            out[timing][rows] = (time.perf_counter() - start) / rows.size
+        return out
+
+
+def _nchw(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    array = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
+    return torch.from_numpy(array).to(device)
+
+
+def map_score(prob: np.ndarray) -> float:
+    """Image score of a localizer map: the max after a small box blur, so that one hot pixel
+    does not flag an image but a tampered region of a few percent of the side does."""
+    k = max(3, prob.shape[-1] // 32) | 1
+    return float(cv2.blur(prob.astype(np.float32), (k, k)).max())
+
+
+class Localize(_TorchStage):
+    """Two-stream localizer: per-pixel tamper probability at the model size + image score."""
+
+    config_attr, weights_attr = "two_stream_config", "two_stream_weights"
+
+    def __call__(self, batch: Batch) -> Batch:
+        n, s = _n(batch), self.size
+
+        def compute(rows: np.ndarray) -> Batch:
+            rgb = _nchw(batch["rgb"][rows], self.device) / 255.0
+            ela = _nchw(batch["ela"][rows], self.device)
+            prob = torch.sigmoid(self.model(rgb, ela))[:, 0].float().cpu().numpy()
+            return {"ts_map": prob.astype(np.float16),
+                    "score_two_stream": np.array([map_score(p) for p in prob], np.float32)}
+
+        outputs = {"ts_map": np.zeros((n, s, s), np.float16),
+                   "score_two_stream": np.zeros(n, np.float32)}
+        return self._run(batch, outputs, compute, "t_localize")
+
+
+class Detect(_TorchStage):
+    """WCBnet: p(manipulated) from three cross-block heads and their fused, normalised CAM."""
+
+    config_attr, weights_attr = "wcbnet_config", "wcbnet_weights"
+
+    def __call__(self, batch: Batch) -> Batch:
+        n, c = _n(batch), self.size // 4
+
+        def compute(rows: np.ndarray) -> Batch:
+            logits, cams = self.model(_nchw(batch["sela"][rows], self.device))
+            heads = torch.sigmoid(logits).float().cpu().numpy()
+            fused = fuse_geometric(normalize_cams(cams.float().cpu().numpy()))
+            return {"score_wcbnet_heads": heads.astype(np.float32),
+                    "score_wcbnet": heads.mean(axis=1).astype(np.float32),
+                    "cam": fused.astype(np.float16)}
+
+        outputs = {"score_wcbnet_heads": np.zeros((n, 3), np.float32),
+                   "score_wcbnet": np.zeros(n, np.float32),
+                   "cam": np.zeros((n, c, c), np.float16)}
+        return self._run(batch, outputs, compute, "t_detect")
+
+
+def image_score(batch: Batch) -> np.ndarray:
+    """Final image score: the mean of the localizer's and WCBnet's probabilities."""
+    return ((batch["score_two_stream"] + batch["score_wcbnet"]) / 2).astype(np.float32)
+
+
+class Refine:
+    """Segment-and-fuse for rows whose score reaches the cascade threshold; others pass
+    through at near-zero cost. (Ray Data cannot fan a stream out to two branches without
+    re-running or materialising the upstream, so the cascade lives inside the stage.)"""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.threshold = config.refine_threshold
+        self.segmenter = build_segmenter(config.segmenter, **config.segmenter_options)
+
+    def __call__(self, batch: Batch) -> Batch:
+        n, s = _n(batch), batch["rgb"].shape[1]
+        out = {**batch, "status": _strings(list(batch["status"])),
+               "error": _strings(list(batch["error"])), "refined": np.zeros((n, s, s), np.float16),
+               "was_refined": np.zeros(n, bool), "t_refine": np.zeros(n, np.float32)}
+        scores = image_score(batch)
+        for i in np.flatnonzero(_ok(batch) & (scores >= self.threshold)):
+            start = time.perf_counter()
+            try:
+                cam = cv2.resize(batch["cam"][i].astype(np.float32), (s, s),
+                                 interpolation=cv2.INTER_LINEAR)
+                masks = self.segmenter.segment(batch["rgb"][i], cam)
+                out["refined"][i] = refine_cam(cam, masks).heatmap
+                out["was_refined"][i] = True
+            except Exception as exc:
+                _mark_error(out, i, "internal", f"refinement failed: {type(exc).__name__}: {exc}")
+            out["t_refine"][i] = time.perf_counter() - start
+        return out
+
+
+def final_map(ts_map: np.ndarray, refined: np.ndarray, was_refined: bool) -> np.ndarray:
+    """Per-pixel final heatmap: the localizer map, averaged with the refined CAM heatmap
+    when refinement ran (the two are complementary: supervised pixels vs. weak CAM regions)."""
+    ts = ts_map.astype(np.float32)
+    return (ts + refined.astype(np.float32)) / 2 if was_refined else ts
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def heatmap_png(heatmap: np.ndarray) -> bytes:
+    colour = cv2.applyColorMap((np.clip(heatmap, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return encode_png(colour)
+
+
+class Finalize:
+    """Scores, the binary mask at the original resolution (PNG), optional heatmap, timings.
+    Drops the large intermediate arrays: what leaves this stage is one output row each."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.versions = model_versions(config)
+
+    def __call__(self, batch: Batch) -> Batch:
+        n = _n(batch)
+        scores = image_score(batch)
+        tampered = _ok(batch) & (scores >= self.config.tamper_threshold)
+        masks, heatmaps, fractions = [], [], np.zeros(n, np.float32)
+        for i in range(n):
+            if batch["status"][i] != "ok":
+                masks.append(b"")
+                heatmaps.append(b"")
+                continue
+            w, h = int(batch["width"][i]), int(batch["height"][i])
+            heat = final_map(batch["ts_map"][i], batch["refined"][i], batch["was_refined"][i])
+            full = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
+            mask = (full >= self.config.mask_threshold) & tampered[i]
+            fractions[i] = mask.mean()
+            masks.append(encode_png(mask.astype(np.uint8) * 255))
+            heatmaps.append(heatmap_png(heat) if self.config.write_heatmaps else b"")
+        timings = [k for k in ("t_decode", "t_localize", "t_detect", "t_refine") if k in batch]
+        ok = _ok(batch)
+        return {
+            "uri": batch["uri"], "status": batch["status"], "error": batch["error"],
+            "width": batch["width"], "height": batch["height"],
+            "score": np.where(ok, scores, np.nan).astype(np.float32),
+            "tampered": tampered,
+            "score_two_stream": np.where(ok, batch["score_two_stream"], np.nan),
+            "score_wcbnet": np.where(ok, batch["score_wcbnet"], np.nan),
+            "score_wcbnet_heads": batch["score_wcbnet_heads"],
+            "refined": batch["was_refined"],
+            "mask_fraction": fractions,
+            "mask_png": np.array(masks, dtype=object),
+            "heatmap_png": np.array(heatmaps, dtype=object),
+            "model_versions": _strings([self.versions] * n),
+            **{k: batch[k] for k in timings},
+        }
+
+
+def analyse(stages: list[Callable[[Batch], Batch]], batch: Batch) -> Batch:
+    """Run stages in order on one batch: the whole graph in-process (endpoint, tests)."""
+    for stage in stages:
+        batch = stage(batch)
+    return batch
+
+
+def build_stages(config: PipelineConfig) -> list[Callable[[Batch], Batch]]:
+    """The in-process graph from bytes to output rows (everything after ReadBytes)."""
+    return [DecodeELA(config), Localize(config), Detect(config), Refine(config),
+            Finalize(config)]

