@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tamperscan.preprocess.ela import ela_absolute, ela_signed, resize_to
+from tamperscan.preprocess.ela import ela_both, resize_to
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,9 @@ class ModelInputs:
 
 def model_inputs(rgb: np.ndarray, quality: int, ts_size: int, cb_size: int) -> ModelInputs:
     """ELA at the original resolution (the JPEG grid lives there), then resize each input."""
+    absolute, signed = ela_both(rgb, quality)  # one JPEG round trip for both
     return ModelInputs(
         rgb=resize_to(rgb, ts_size),
-        ela=resize_to(ela_absolute(rgb, quality), ts_size),
-        sela=resize_to(ela_signed(rgb, quality), cb_size),
+        ela=resize_to(absolute, ts_size),
+        sela=resize_to(signed, cb_size),
     )

@@ -1,0 +1,1 @@
+"""Training: synthetic forgeries from authentic photos, datasets and training loops."""

@@ -1,0 +1,56 @@
+"""Shared test helpers (plain functions; fixtures live in the test modules that use them)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+
+from tamperscan.config import PipelineConfig
+from tamperscan.nets.build import build_model, load_config, save_weights
+from tests.corpus import natural_image
+
+
+def random_weights_config(folder: Path, **overrides) -> PipelineConfig:
+    """Default-config nets with seeded random weights: pipeline tests need real nets of the
+    shipped architecture, not trained accuracy."""
+    torch.manual_seed(0)
+    paths = {}
+    for name in ("two_stream", "wcbnet"):
+        path = folder / f"{name}-random.safetensors"
+        if not path.exists():
+            save_weights(build_model(load_config(name)), path)
+        paths[name] = str(path)
+    return PipelineConfig(two_stream_weights=paths["two_stream"],
+                          wcbnet_weights=paths["wcbnet"], **overrides)
+
+
+def good_images(count: int, seed: int = 100) -> dict[str, bytes]:
+    """Small photo-like JPEGs and PNGs."""
+    out = {}
+    for i in range(count):
+        rgb = natural_image(48 + 8 * (i % 5), 64 + 8 * (i % 3), seed + i)
+        buffer = io.BytesIO()
+        fmt = "PNG" if i % 4 == 0 else "JPEG"
+        Image.fromarray(rgb).save(buffer, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+        out[f"good/img_{i:03d}.{fmt.lower()}"] = buffer.getvalue()
+    return out
+
+
+def read_results(out: str, filesystem: pafs.FileSystem | None = None):
+    """The scan output as a pandas DataFrame (what users do with it)."""
+    import pandas as pd
+
+    if filesystem is None:
+        return pd.read_parquet(Path(out) / "results")
+    root = out.removeprefix("s3://").rstrip("/") + "/results"
+    return pq.read_table(root, filesystem=filesystem).to_pandas()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
