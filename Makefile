@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 scan: setup
-	.venv/bin/tamperscan scan samples/ --out scan-results/
+	.venv/bin/tamperscan scan samples/images --out scan-results/ --heatmaps
 
 test: setup
 	.venv/bin/ruff check .

@@ -30,7 +30,7 @@ OWNED = re.compile(r"^(splice|copy_move|removal|authentic)_\d{3}\.(jpg|png|tif)$
 
 def _clear(out: Path) -> None:
     """Remove only files this script writes, so a rerun leaves no stale samples."""
-    for path in [*out.glob("*"), *(out / "masks").glob("*")]:
+    for path in [*(out / "images").glob("*"), *(out / "masks").glob("*")]:
         if path.is_file() and OWNED.match(path.name):
             path.unlink()
 
@@ -59,6 +59,7 @@ def main() -> None:
 
     out: Path = args.out
     (out / "masks").mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(parents=True, exist_ok=True)
     _clear(out)
     taken = dict.fromkeys(QUOTA, 0)
     rows, notes = [], []
@@ -69,7 +70,7 @@ def main() -> None:
             continue
         stem = f"{sample.kind}_{taken[sample.kind]:03d}"
         taken[sample.kind] += 1
-        image_name = f"{stem}.{EXTENSION[sample.format]}"
+        image_name = f"images/{stem}.{EXTENSION[sample.format]}"
         (out / image_name).write_bytes(sample.image_bytes)
         mask_name = ""
         if sample.label == 1:
