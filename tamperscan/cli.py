@@ -78,6 +78,39 @@ def scan(
     Console().print(f"results: {out.rstrip('/')}/results  (Parquet; summary.json beside it)")
 
 
+DEFAULT_TRAIN_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+
+
+@app.command()
+def train(
+    net: Annotated[str, typer.Argument(help="two_stream or wcbnet")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, logs, weights.")],
+    config: Annotated[str | None, typer.Option(help="Model config name or path.")] = None,
+    data: Annotated[Path, typer.Option(help="Authentic photos (MANIFEST.csv).",
+                                       envvar="TAMPERSCAN_TRAIN_DATA")] = DEFAULT_TRAIN_DATA,
+    steps: int = 1000,
+    batch_size: int = 8,
+    lr: Annotated[float | None, typer.Option(help="Default: the paper's value.")] = None,
+    seed: int = 0,
+    train_size: Annotated[int | None, typer.Option(help="Train at another size.")] = None,
+    val_every: int = 200,
+    workers: int = 1,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
+) -> None:
+    """Train a net on synthetic forgeries made on the fly from authentic photos."""
+    from tamperscan.train.loop import TrainSettings
+    from tamperscan.train.loop import train as run_train
+
+    if net not in ("two_stream", "wcbnet"):
+        raise typer.BadParameter("net must be two_stream or wcbnet")
+    settings = TrainSettings(net=net, config=config or net, data_root=str(data),
+                             out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr,
+                             seed=seed, train_size=train_size, val_every=val_every,
+                             workers=workers)
+    metrics = run_train(settings, resume=resume, log=console.print)
+    print(json.dumps(metrics))
+
+
 @app.command()
 def version() -> None:
     """Print the package version and the shipped model versions."""

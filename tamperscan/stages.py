@@ -267,6 +267,13 @@ def final_map(ts_map: np.ndarray, refined: np.ndarray, was_refined: bool) -> np.
     return (ts + refined.astype(np.float32)) / 2 if was_refined else ts
 
 
+def final_decision(heatmap: np.ndarray, score: float, config: PipelineConfig) -> np.ndarray:
+    """The reported mask: heatmap pixels over the mask threshold, only in tampered images."""
+    if score < config.tamper_threshold:
+        return np.zeros(heatmap.shape, bool)
+    return heatmap >= config.mask_threshold
+
+
 def encode_png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     if not ok:
@@ -300,7 +307,7 @@ class Finalize:
             w, h = int(batch["width"][i]), int(batch["height"][i])
             heat = final_map(batch["ts_map"][i], batch["refined"][i], batch["was_refined"][i])
             full = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
-            mask = (full >= self.config.mask_threshold) & tampered[i]
+            mask = final_decision(full, float(scores[i]), self.config)
             fractions[i] = mask.mean()
             masks.append(encode_png(mask.astype(np.uint8) * 255))
             heatmaps.append(heatmap_png(heat) if self.config.write_heatmaps else b"")

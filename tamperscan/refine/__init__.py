@@ -1,0 +1,1 @@
+"""Turning coarse CAMs into tamper masks: CAM handling, segmenters, segment-and-fuse."""
