@@ -68,10 +68,11 @@ def scan(
     table.add_column("count", justify="right")
     table.add_row("inputs", str(summary.total))
     table.add_row("already done (skipped)", str(summary.skipped_done))
-    for status, count in sorted(summary.counts.items()):
-        table.add_row(f"status {status}", str(count))
+    table.add_row("processed in this run", str(summary.processed))
     for kind, count in sorted(summary.errors_by_kind.items()):
         table.add_row(f"  error: {kind}", str(count))
+    for status, count in sorted(summary.counts.items()):
+        table.add_row(f"output rows with status {status}", str(count))
     table.add_row("flagged as tampered", str(summary.flagged))
     table.add_row("images/s", f"{summary.images_per_second:.2f}")
     Console().print(table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -49,4 +50,10 @@ class PipelineConfig(BaseModel):
     segmenter: str = "felzenszwalb"
     segmenter_options: dict = Field(default_factory=dict)
     write_heatmaps: bool = False
-    torch_threads: int = Field(default=0, ge=0, description="0 = let torch decide")
+    torch_threads: int = Field(default=0, ge=0, description="0 = let the backend decide")
+    #: Inference backend for both nets (tamperscan.engines): auto | torch | onnxruntime | tensorrt.
+    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    #: Exported ONNX graphs, TensorRT plans, auto choices; None: $TAMPERSCAN_CACHE_DIR or
+    #: ~/.cache/tamperscan.
+    engine_cache_dir: str | None = None

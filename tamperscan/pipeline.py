@@ -39,16 +39,17 @@ class ScanSummary:
     run_id: str
     total: int
     skipped_done: int
+    processed: int = 0                  # rows produced by this run
+    #: Over the whole output after this run (earlier runs included): rows by status, flagged.
     counts: dict[str, int] = field(default_factory=dict)
     flagged: int = 0
-    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    errors_by_kind: dict[str, int] = field(default_factory=dict)  # this run
     seconds: float = 0.0
     superseded_rows_dropped: int = 0
 
     @property
     def images_per_second(self) -> float:
-        processed = sum(self.counts.values())
-        return processed / self.seconds if self.seconds else 0.0
+        return self.processed / self.seconds if self.seconds else 0.0
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "images_per_second": self.images_per_second}, indent=2)
@@ -78,8 +79,13 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
                   s3: S3Options | None, resources: ScanResources) -> ray.data.Dataset:
     plan = _plan(resources)
     bs = resources.batch_size
-    ds = ray.data.from_arrow(pa.table({"uri": pa.array(uris, pa.string())}))
-    ds = ds.repartition(max(1, len(uris) // bs))
+    if not config.torch_threads:  # one thread per actor: actors share the node's cores
+        config = config.model_copy(update={"torch_threads": max(1, int(plan["cpus_per_actor"]))})
+    # Several small blocks, so the stages pipeline and no task holds the whole archive.
+    # (Not ds.repartition(): with actor pools downstream it stalls on Ray 2.60.)
+    table = pa.table({"uri": pa.array(uris, pa.string())})
+    chunk = bs * 2
+    ds = ray.data.from_arrow([table.slice(i, chunk) for i in range(0, len(uris), chunk)])
     task = {"batch_size": bs, "num_cpus": plan["task_cpus"], "batch_format": "numpy"}
     actor = {
         "batch_size": bs, "batch_format": "numpy", "fn_constructor_args": (config,),
@@ -110,21 +116,24 @@ def scan(source: str, out: str, config: PipelineConfig | None = None,
     summary = ScanSummary(source, out, run_id, total=len(uris), skipped_done=len(uris) - len(todo))
     start = time.perf_counter()
     if todo:
-        counts: Counter[str] = Counter()
         kinds: Counter[str] = Counter()
         ds = build_dataset(todo, out, run_id, config, s3, resources)
         columns = [TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}")]
         with Progress(*columns, disable=not show_progress, transient=False) as progress:
             bar = progress.add_task("scan", total=len(todo), info="")
+            flagged = 0
             for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-                counts.update(batch["status"].tolist())
-                summary.flagged += int(batch["tampered"].sum())
+                summary.processed += len(batch["uri"])
+                flagged += int(batch["tampered"].sum())
                 kinds.update(e.split(":", 1)[0] for e in batch["error"].tolist() if e)
                 progress.update(bar, advance=len(batch["uri"]),
-                                info=f"errors {counts['error']}  flagged {summary.flagged}")
-        summary.counts, summary.errors_by_kind = dict(counts), dict(kinds)
-    summary.superseded_rows_dropped = sink.compact()
+                                info=f"errors {sum(kinds.values())}  flagged {flagged}")
+        summary.errors_by_kind = dict(kinds)
     summary.seconds = time.perf_counter() - start
+    summary.superseded_rows_dropped = sink.compact()
+    index = sink.read_index(("uri", "status", "tampered")).to_pydict()
+    summary.counts = dict(Counter(index["status"]))
+    summary.flagged = sum(bool(t) for t in index["tampered"])
     sink.write_file("summary.json", summary.to_json().encode())
     return summary

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
+from scipy.special import expit
 
 from tamperscan.config import PipelineConfig, S3Options, model_path
+from tamperscan.engines import build_engine
 from tamperscan.io import SourceError, read_bytes
 from tamperscan.nets.build import build_model, load_config, load_weights
 from tamperscan.preprocess.decode import DecodeLimits, ImageError, decode_image
@@ -130,23 +131,23 @@ class DecodeELA:
         return out
 
 
-class _TorchStage:
-    """Loads one net from config + weights; runs it on the ``ok`` rows of a batch."""
+class _NetStage:
+    """Loads one net from config + weights into an inference engine; runs it on the ``ok``
+    rows of a batch."""
 
     config_attr: str
     weights_attr: str
 
     def __init__(self, config: PipelineConfig) -> None:
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
         net_config = load_config(getattr(config, self.config_attr))
         weights = model_path(getattr(config, self.weights_attr))
         if not weights.exists():
             raise FileNotFoundError(f"weights not found: {weights} (see models/MODEL_CARD.md)")
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = build_model(net_config).eval()
-        load_weights(self.model, weights)
-        self.model.to(self.device)
+        model = build_model(net_config).eval()
+        load_weights(model, weights)
+        self.engine = build_engine(model, config.backend, precision=config.precision,
+                                   cache_dir=config.engine_cache_dir,
+                                   threads=config.torch_threads or None)
         self.size = int(net_config["input_size"])
 
     def _run(self, batch: Batch, outputs: Batch, compute: Callable[[np.ndarray], Batch],
@@ -159,10 +160,7 @@ class _TorchStage:
         if rows.size:
             start = time.perf_counter()
             try:
-                with torch.inference_mode():
-                    results = compute(rows)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
+                results = compute(rows)
                 for key, value in results.items():
                     out[key][rows] = value
             except Exception as exc:  # e.g. out of memory: fail these rows, keep the job
@@ -172,9 +170,8 @@ class _TorchStage:
         return out
 
 
-def _nchw(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    array = np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
-    return torch.from_numpy(array).to(device)
+def _nchw(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
 
 
 def map_score(prob: np.ndarray) -> float:
@@ -184,7 +181,7 @@ def map_score(prob: np.ndarray) -> float:
     return float(cv2.blur(prob.astype(np.float32), (k, k)).max())
 
 
-class Localize(_TorchStage):
+class Localize(_NetStage):
     """Two-stream localizer: per-pixel tamper probability at the model size + image score."""
 
     config_attr, weights_attr = "two_stream_config", "two_stream_weights"
@@ -193,9 +190,9 @@ class Localize(_TorchStage):
         n, s = _n(batch), self.size
 
         def compute(rows: np.ndarray) -> Batch:
-            rgb = _nchw(batch["rgb"][rows], self.device) / 255.0
-            ela = _nchw(batch["ela"][rows], self.device)
-            prob = torch.sigmoid(self.model(rgb, ela))[:, 0].float().cpu().numpy()
+            logits = self.engine({"rgb": _nchw(batch["rgb"][rows]) / 255.0,
+                                  "ela": _nchw(batch["ela"][rows])})["logits"]
+            prob = expit(logits[:, 0])
             return {"ts_map": prob.astype(np.float16),
                     "score_two_stream": np.array([map_score(p) for p in prob], np.float32)}
 
@@ -204,7 +201,7 @@ class Localize(_TorchStage):
         return self._run(batch, outputs, compute, "t_localize")
 
 
-class Detect(_TorchStage):
+class Detect(_NetStage):
     """WCBnet: p(manipulated) from three cross-block heads and their fused, normalised CAM."""
 
     config_attr, weights_attr = "wcbnet_config", "wcbnet_weights"
@@ -213,9 +210,9 @@ class Detect(_TorchStage):
         n, c = _n(batch), self.size // 4
 
         def compute(rows: np.ndarray) -> Batch:
-            logits, cams = self.model(_nchw(batch["sela"][rows], self.device))
-            heads = torch.sigmoid(logits).float().cpu().numpy()
-            fused = fuse_geometric(normalize_cams(cams.float().cpu().numpy()))
+            out = self.engine({"signed_ela": _nchw(batch["sela"][rows])})
+            heads = expit(out["logits"])
+            fused = fuse_geometric(normalize_cams(out["cams"]))
             return {"score_wcbnet_heads": heads.astype(np.float32),
                     "score_wcbnet": heads.mean(axis=1).astype(np.float32),
                     "cam": fused.astype(np.float16)}

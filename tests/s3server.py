@@ -63,6 +63,7 @@ class S3Server:
             f"-dir={self.data_dir}", f"-master.port={ports[0]}", f"-volume.port={ports[1]}",
             "-filer", f"-filer.port={ports[2]}", "-s3", f"-s3.port={self.s3_port}",
             "-master.volumeSizeLimitMB=64", "-volume.max=50",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports: would collide
         ]
         log = (self.data_dir / "weed.log").open("ab")
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -70,7 +71,8 @@ class S3Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"weed exited: {(self.data_dir / 'weed.log').read_text()[-2000:]}")
+                log_tail = (self.data_dir / "weed.log").read_text()[-2000:]
+                raise RuntimeError(f"weed exited: {log_tail}")
             try:
                 self.client().list_buckets()
                 self.client().create_bucket(Bucket="readiness-probe")
