@@ -47,6 +47,8 @@ class PipelineConfig(BaseModel):
     tamper_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Pixel threshold on the final heatmap for the binary mask.
     mask_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Side of the square working resolution of segment-and-fuse (the segmenter's cost).
+    refine_size: int = Field(default=256, ge=32)
     segmenter: str = "felzenszwalb"
     segmenter_options: dict = Field(default_factory=dict)
     write_heatmaps: bool = False

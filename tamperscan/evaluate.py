@@ -24,7 +24,6 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_
 from tamperscan.config import PipelineConfig
 from tamperscan.preprocess.decode import decode_image
 from tamperscan.preprocess.ela import ela_absolute
-from tamperscan.refine.fusion import refine_cam
 from tamperscan.refine.segmenters import build_segmenter
 from tamperscan.stages import (
     DecodeELA,
@@ -34,6 +33,7 @@ from tamperscan.stages import (
     final_map,
     image_score,
     map_score,
+    refine_heatmap,
 )
 
 METHODS = ("two_stream", "cam", "cam_refined", "final", "ela", "all_tampered")
@@ -107,7 +107,8 @@ class Evaluator:
         w, h = int(batch["width"][0]), int(batch["height"][0])
         s = batch["rgb"].shape[1]
         cam = cv2.resize(batch["cam"][0].astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
-        refined = refine_cam(cam, self.segmenter.segment(batch["rgb"][0], cam)).heatmap
+        refined = refine_heatmap(self.segmenter, batch["rgb"][0], batch["cam"][0],
+                                 self.config.refine_size)
         score = float(image_score(batch)[0])
         cascade = score >= self.config.refine_threshold
         heat = final_map(batch["ts_map"][0], refined, cascade)

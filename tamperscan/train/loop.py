@@ -97,15 +97,18 @@ def validate(
     return metrics
 
 
-def train(settings: TrainSettings, resume: bool = False, log=print) -> dict[str, float]:
-    """Train one net; returns the last validation metrics. Reproducible from ``seed``."""
+def train(settings: TrainSettings, resume: bool = False, log=print,
+          photos: list | None = None, model_config: dict | None = None) -> dict[str, float]:
+    """Train one net; returns the last validation metrics. Reproducible from ``seed``.
+    ``photos`` (e.g. in-memory photos) and ``model_config`` override the settings' data root
+    and config name: tests train tiny nets on procedural photos with them."""
     seed_everything(settings.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = load_config(settings.config)
+    cfg = model_config or load_config(settings.config)
     size = settings.train_size or int(cfg["input_size"])
-    ts_size = size if settings.net == "two_stream" else 64
-    cb_size = size if settings.net == "wcbnet" else 64
-    photos = load_photo_manifest(Path(settings.data_root))
+    ts_size = size if settings.net == "two_stream" else 32  # the other net's input: unused
+    cb_size = size if settings.net == "wcbnet" else 32
+    photos = photos or load_photo_manifest(Path(settings.data_root))
     train_photos, val_photos = split_photos(photos, val_fraction=0.1, seed=settings.seed)
     train_set = SyntheticForgeries(
         ForgerySynthesizer(train_photos, seed=settings.seed),
@@ -165,7 +168,7 @@ def train(settings: TrainSettings, resume: bool = False, log=print) -> dict[str,
             loss.backward()
             opt.step()
         step += 1
-        running.append(float(loss))
+        running.append(loss.item())
         if step % 10 == 0:
             log(
                 f"{settings.net} step {step}/{settings.steps} loss {np.mean(running):.4f} "

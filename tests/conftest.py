@@ -1,0 +1,11 @@
+"""Suite-wide settings. One intra-op thread: the suite runs next to Ray workers on 2 cores,
+and oversubscribed torch/BLAS threads slow down by an order of magnitude."""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+import torch
+
+torch.set_num_threads(1)
