@@ -113,6 +113,26 @@ def train(
 
 
 @app.command()
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="Folder with MANIFEST.csv (image,mask,label).")],
+    out: Annotated[Path, typer.Option("--out", help="JSON report path.")],
+    config: ConfigOption = None,
+    robustness: Annotated[bool, typer.Option(
+        help="Also score after JPEG 95/85/75/50 and resizing by 0.75/0.5.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N manifest rows.")] = None,
+) -> None:
+    """Pixel and image metrics of every method and baseline on one dataset."""
+    from tamperscan.evaluate import evaluate as run_evaluate
+    from tamperscan.evaluate import markdown_table, write_report
+
+    pipeline_config = load_pipeline_config(config)
+    report = run_evaluate(dataset, pipeline_config, robustness=robustness, limit=limit,
+                          progress=console.print)
+    write_report(report, out)
+    print(markdown_table(report))
+
+
+@app.command()
 def version() -> None:
     """Print the package version and the shipped model versions."""
     from tamperscan import __version__
