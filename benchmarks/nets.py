@@ -25,18 +25,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tamperscan.nets import build_model, load_config
+from tamperscan.sysinfo import cpu_model
 
 PAIRS = (("two_stream_paper", "two_stream"), ("wcbnet_paper", "wcbnet"))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def median_seconds(fn: Callable[[], object], runs: int) -> float:

@@ -39,21 +39,12 @@ sys.path.insert(0, str(ROOT))  # tests/ holds the synthetic photos and random-we
 
 from tamperscan.config import PipelineConfig, model_path  # noqa: E402
 from tamperscan.stages import DecodeELA, Detect, Finalize, Localize, Refine  # noqa: E402
+from tamperscan.sysinfo import cpu_model  # noqa: E402
 from tests.corpus import natural_image  # noqa: E402
 from tests.helpers import random_weights_config  # noqa: E402
 
 Batch = dict[str, np.ndarray]
 MODEL_STAGES = {"localize": Localize, "detect": Detect}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def versions() -> str:

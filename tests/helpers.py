@@ -16,6 +16,21 @@ from tamperscan.nets.build import build_model, load_config, save_weights
 from tests.corpus import natural_image
 
 
+def randomize_norm_stats(model: torch.nn.Module) -> torch.nn.Module:
+    """Random BatchNorm statistics and attention gates, so every layer leaves a trace in the
+    outputs (fresh BN layers are identities in eval mode and could hide export errors)."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+        if hasattr(module, "gamma"):
+            module.gamma.data.fill_(0.5)
+    return model.eval()
+
+
 def random_weights_config(folder: Path, **overrides) -> PipelineConfig:
     """Default-config nets with seeded random weights: pipeline tests need real nets of the
     shipped architecture, not trained accuracy."""

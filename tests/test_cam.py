@@ -10,14 +10,6 @@ from tamperscan.nets import build_model
 from tamperscan.refine.cam import fuse_geometric, gradcam_autograd, normalize_cams
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _random_wcbnet(separate: bool) -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_model({"arch": "wcbnet", "backbone": "resnet18", "embed_dim": 16,

@@ -21,6 +21,7 @@ from tamperscan.engines import BackendUnavailable, Engine, build_engine
 from tamperscan.engines import cache as engine_cache
 from tamperscan.engines.tensorrt_engine import tensorrt_available
 from tamperscan.nets import build_model, load_config
+from tests.helpers import randomize_norm_stats
 
 NETS = ("two_stream", "wcbnet")
 CUDA = torch.cuda.is_available()
@@ -29,28 +30,10 @@ needs_tensorrt = pytest.mark.skipif(not tensorrt_available(),
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _randomized(name: str) -> torch.nn.Module:
-    """Default-config net whose every layer leaves a trace: random BN statistics and affine
-    terms (fresh BN is the identity in eval mode) and non-zero attention mixing."""
+    """Default-config net whose every layer leaves a trace in the outputs."""
     torch.manual_seed(0)
-    model = build_model(load_config(name))
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.1, 0.1)
-        if hasattr(module, "gamma"):
-            module.gamma.data.fill_(0.5)
-    return model.eval()
+    return randomize_norm_stats(build_model(load_config(name)))
 
 
 def _inputs(engine: Engine, batch: int, seed: int = 1) -> dict[str, np.ndarray]:

@@ -20,14 +20,6 @@ from tamperscan.nets.two_stream import IMAGENET_MEAN
 from tamperscan.nets.wcbnet import CrossBlockAttention, ResNetBlocks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_mobilenet_levels_have_documented_strides_and_widths():
     net = MobileNetV1(width_multiplier=0.5).eval()
     with torch.no_grad():

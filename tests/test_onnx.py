@@ -10,29 +10,7 @@ import torch
 
 from tamperscan.export import export_onnx
 from tamperscan.nets import build_model, load_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _randomize(model: torch.nn.Module) -> torch.nn.Module:
-    """Random BN statistics and affine terms and non-zero attention mixing, so every op
-    leaves a trace in the outputs (fresh BN layers are identities in eval mode)."""
-    torch.manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.1, 0.1)
-        if hasattr(module, "gamma"):
-            module.gamma.data.fill_(0.5)
-    return model.eval()
+from tests.helpers import randomize_norm_stats
 
 
 @pytest.mark.parametrize(("name", "inputs", "outputs"), [
@@ -42,7 +20,7 @@ def _randomize(model: torch.nn.Module) -> torch.nn.Module:
 def test_onnx_matches_torch(tmp_path, name: str, inputs: list[str], outputs: list[str]):
     cfg = load_config(name)
     size = cfg["input_size"]
-    model = _randomize(build_model(cfg))
+    model = randomize_norm_stats(build_model(cfg))
     path = export_onnx(model, tmp_path / f"{name}.onnx")
     graph = onnx.load(str(path)).graph
     assert [i.name for i in graph.input] == inputs

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ from tamperscan.engines.cache import default_cache_dir, digest, file_lock, read_
 from tamperscan.engines.onnxruntime_engine import OnnxRuntimeEngine
 from tamperscan.engines.tensorrt_engine import TensorRTEngine, tensorrt_available
 from tamperscan.engines.torch_engine import TorchEngine
+from tamperscan.sysinfo import cpu_model
 
 BACKENDS: dict[str, type[Engine]] = {
     "torch": TorchEngine,
@@ -107,17 +107,6 @@ def _build(name: str, model: nn.Module, common: dict[str, Any],
     return cls(model, **common, **{k: v for k, v in options.items() if k in accepted})
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _choice_key(model: nn.Module, common: dict[str, Any], options: dict[str, Any]) -> str:
     """What the speed ranking depends on: architecture and size, not the weights' values."""
     try:
@@ -128,7 +117,7 @@ def _choice_key(model: nn.Module, common: dict[str, Any], options: dict[str, Any
         ort_version = None
     size = options.get("input_size") or model.config.input_size
     return digest(model.config.to_dict(), size, common["precision"], common["threads"],
-                  os.cpu_count(), _cpu_model(), torch.__version__, ort_version)
+                  os.cpu_count(), cpu_model(), torch.__version__, ort_version)
 
 
 def measure_backends(engines: dict[str, Engine], runs: int = 5,
@@ -178,6 +167,6 @@ def _fastest_cpu_engine(model: nn.Module, common: dict[str, Any],
         choice = min(seconds, key=seconds.__getitem__)
         update_json(path, key, {"backend": choice, "arch": model.config.arch,
                                 "seconds": seconds, "threads": common["threads"],
-                                "cpu": _cpu_model(), "measured_at": time.time()})
+                                "cpu": cpu_model(), "measured_at": time.time()})
         _choices[key] = choice
         return engines[choice]
