@@ -92,6 +92,7 @@ def train(
     steps: int = 1000,
     batch_size: int = 8,
     lr: Annotated[float | None, typer.Option(help="Default: the paper's value.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam or sgd (default: paper's).")] = None,
     seed: int = 0,
     train_size: Annotated[int | None, typer.Option(help="Train at another size.")] = None,
     val_every: int = 200,
@@ -106,6 +107,7 @@ def train(
         raise typer.BadParameter("net must be two_stream or wcbnet")
     settings = TrainSettings(net=net, config=config or net, data_root=str(data),
                              out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr,
+                             optimizer=optimizer,
                              seed=seed, train_size=train_size, val_every=val_every,
                              workers=workers)
     metrics = run_train(settings, resume=resume, log=console.print)

@@ -180,13 +180,25 @@ class ResultSink:
         """The small columns of every part, with the part path, for resume and compaction."""
         tables = []
         for path in self.part_paths():
-            with self.fs.open_input_file(path) as f:
-                t = pq.read_table(f, columns=list(columns))
+            t = self._read_part(path, list(columns))
             tables.append(t.append_column("part", pa.array([path] * t.num_rows, pa.string())))
         if not tables:
             fields = [pa.field(c, pa.string()) for c in [*columns, "part"]]
             return pa.table({f.name: pa.array([], f.type) for f in fields})
         return pa.concat_tables(tables)
+
+    def _read_part(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """Read one part; retried, because some S3 servers briefly serve a just-written
+        object incompletely (seen with SeaweedFS under load)."""
+        for attempt in range(5):
+            try:
+                with self.fs.open_input_file(path) as f:
+                    return pq.read_table(f, columns=columns)
+            except (pa.ArrowInvalid, OSError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def done_uris(self) -> set[str]:
         """URIs already written ``ok``: a re-run skips them."""
@@ -207,8 +219,7 @@ class ResultSink:
         stale = {part for (uri, part), n in copies.items() if n > 1 or best[uri][2] != part}
         dropped = 0
         for part in sorted(stale):
-            with self.fs.open_input_file(part) as f:
-                table = pq.read_table(f)
+            table = self._read_part(part)
             kept_uris: set[str] = set()
             keep = []
             for uri in table.column("uri").to_pylist():

@@ -34,6 +34,7 @@ class TrainSettings:
     steps: int = 1000
     batch_size: int = 8
     lr: float | None = None  # None: the paper's value for this net
+    optimizer: str | None = None  # "adam" | "sgd"; None: the paper's (two-stream Adam, WCBnet SGD)
     seed: int = 0
     val_samples: int = 64
     val_every: int = 200
@@ -123,10 +124,12 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
         cb_size,
     )
     model = build_model(cfg).to(device).train()
-    if settings.net == "two_stream":
-        opt = torch.optim.Adam(model.parameters(), lr=settings.lr or 1e-4)
+    paper = {"two_stream": ("adam", 1e-4), "wcbnet": ("sgd", 1e-3)}[settings.net]
+    kind, lr = settings.optimizer or paper[0], settings.lr or paper[1]
+    if kind == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=settings.lr or 1e-3, momentum=0.9)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     out = Path(settings.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
