@@ -144,5 +144,13 @@ def version() -> None:
                       "models": model_versions(PipelineConfig())}))
 
 
+def _register_serve() -> None:
+    from tamperscan.cli_serve import serve_command
+
+    app.command("serve")(serve_command)
+
+
+_register_serve()
+
 if __name__ == "__main__":
     app()

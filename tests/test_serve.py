@@ -1,0 +1,330 @@
+"""The online endpoint on local Ray Serve, called over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import ray
+import yaml
+from PIL import Image
+from ray import serve
+from ray.serve import Application
+
+from tamperscan.config import S3Options
+from tamperscan.serve import (
+    ReplicaOptions,
+    ServeSettings,
+    build_app,
+    concat_batches,
+    merge_outputs,
+    pass_through_refine,
+    split_batch,
+)
+from tamperscan.serve_auth import AuthConfigError, KeyChecker, load_api_keys
+from tamperscan.serve_response import DECODE_STATUS, rle_decode, rle_encode
+from tamperscan.stages import DecodeELA, Detect, Localize, Refine, analyse, build_stages
+from tests.corpus import encode, make_corpus, natural_image
+from tests.helpers import decode_png, random_weights_config
+from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port
+
+KEY = "serve-test-key-0123456789abcdef"
+MAX_IMAGE_BYTES = 1_000_000
+MAX_BODY_BYTES = 1_200_000
+TIMEOUT = httpx.Timeout(180.0)
+
+
+def jpeg(seed: int, height: int = 56, width: int = 80) -> bytes:
+    return encode(natural_image(height, width, seed), "JPEG", quality=88)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    # An explicit backend: "auto" measures per process, and the comparison with the
+    # in-process stages needs the same numerics on both sides.
+    return random_weights_config(tmp_path_factory.mktemp("weights"), torch_threads=1,
+                                 max_image_bytes=MAX_IMAGE_BYTES, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("seaweed")).start()
+    client = server.client()
+    for bucket in ("allowed", "private"):
+        client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key="in/photo one.jpg", Body=jpeg(7))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint(config, s3, tmp_path_factory):
+    """The app with tiny queues (so a small burst overflows them) on a free loopback port."""
+    keys_file = tmp_path_factory.mktemp("secrets") / "api-keys"
+    keys_file.write_text(f"# one key per line\n{KEY}\n")
+    tiny = {"num_replicas": 1, "num_cpus": 0.25, "num_gpus": 0}
+    settings = ServeSettings(
+        pipeline=config, api_keys_file=str(keys_file), allowed_buckets=["allowed"],
+        s3=S3Options(endpoint_url=s3.endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY,
+                     region="us-east-1"),
+        max_body_bytes=MAX_BODY_BYTES, max_batch_size=1,
+        ingress=ReplicaOptions(max_ongoing_requests=3, max_queued_requests=2, **tiny),
+        models=ReplicaOptions(max_ongoing_requests=1, max_queued_requests=1, **tiny),
+        refine=ReplicaOptions(max_ongoing_requests=1, max_queued_requests=2, **tiny),
+    )
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(settings), name="tamperscan", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture
+def client(endpoint):
+    with httpx.Client(base_url=endpoint, timeout=TIMEOUT, headers={"X-API-Key": KEY}) as c:
+        yield c
+
+
+def in_process(config, data: bytes) -> dict:
+    """The bulk scan's stages on one image, in this process: the reference row."""
+    batch = {"uri": np.array(["ref"], dtype=object), "data": np.array([data], dtype=object)}
+    return analyse(build_stages(config), batch)
+
+
+def json_mask(result: dict) -> np.ndarray:
+    return decode_png(base64.b64decode(result["mask"]["png_base64"])) > 0
+
+
+# --- over HTTP --------------------------------------------------------------------------------
+
+def test_multipart_upload_returns_the_documented_fields(client):
+    data = jpeg(1, 60, 90)
+    response = client.post("/v1/scan", params={"heatmap": "true"},
+                           files={"file": ("späce ü.jpg", data, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["source"] == "späce ü.jpg"
+    assert (result["width"], result["height"]) == (90, 60)
+    assert 0.0 <= result["score"] <= 1.0
+    assert result["tampered"] == (result["score"] >= result["thresholds"]["tamper"])
+    assert len(result["scores"]["wcbnet_heads"]) == 3
+    mask = json_mask(result)
+    assert mask.shape == (60, 90)
+    assert np.array_equal(rle_decode(result["mask"]["rle"]), mask)
+    assert result["mask"]["fraction"] == pytest.approx(mask.mean(), abs=1e-6)
+    overlay = Image.open(io.BytesIO(base64.b64decode(result["heatmap_overlay_png_base64"])))
+    assert overlay.size == (90, 60)
+    assert set(result["timings"]) == {"decode", "localize", "detect", "refine", "finalize",
+                                      "total"}
+    assert result["model_versions"].count("@") == 2
+
+
+def test_json_matches_the_in_process_stages(client, config):
+    for data in (jpeg(2), encode(natural_image(40, 72, 3), "PNG")):
+        response = client.post("/v1/scan", content=data,
+                               headers={"Content-Type": "application/octet-stream"})
+        assert response.status_code == 200, response.text
+        got, want = response.json(), in_process(config, data)
+        assert want["status"][0] == "ok"
+        assert got["score"] == pytest.approx(float(want["score"][0]), abs=1e-6)
+        assert got["scores"]["two_stream"] == pytest.approx(float(want["score_two_stream"][0]),
+                                                            abs=1e-6)
+        assert got["scores"]["wcbnet"] == pytest.approx(float(want["score_wcbnet"][0]), abs=1e-6)
+        assert got["tampered"] == bool(want["tampered"][0])
+        assert got["refined"] == bool(want["refined"][0])
+        assert got["model_versions"] == want["model_versions"][0]
+        assert np.array_equal(json_mask(got), decode_png(want["mask_png"][0]) > 0)
+
+
+def test_every_bad_input_kind_gets_a_clear_4xx(client):
+    corpus = make_corpus()
+    bad = [item for item in corpus if item.expect == "error"]
+    assert {item.error for item in bad} == set(DECODE_STATUS)
+    for item in bad:
+        response = client.post("/v1/scan", content=item.data)
+        assert response.status_code == DECODE_STATUS[item.error], (item.name, response.text)
+        body = response.json()
+        assert body["error"] == item.error
+        assert len(body["detail"]) > 10 and "Traceback" not in body["detail"]
+    # the same through a multipart upload
+    truncated = next(item for item in bad if item.error == "corrupt")
+    response = client.post("/v1/scan", files={"file": (truncated.name, truncated.data)})
+    assert response.status_code == 422 and response.json()["error"] == "corrupt"
+    # odd but valid inputs go through
+    for name in ("cmyk print.jpg", "sixteen-bit.png"):
+        item = next(i for i in corpus if i.name == name)
+        assert client.post("/v1/scan", content=item.data).status_code == 200, name
+
+
+def test_body_and_file_limits_answer_413(client):
+    big = bytes(MAX_BODY_BYTES + 1000)
+    response = client.post("/v1/scan", content=big)
+    assert response.status_code == 413 and "body" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit holds while streaming
+        for _ in range(20):
+            yield bytes(100_000)
+
+    assert client.post("/v1/scan", content=chunks()).status_code == 413
+    assert client.post("/v1/scan", files={"file": ("big.jpg", big)}).status_code == 413
+    # under the body limit, over the image byte limit: the decoder's limit answers
+    response = client.post("/v1/scan", content=b"\xff\xd8\xff" + bytes(MAX_IMAGE_BYTES))
+    assert response.status_code == 413 and response.json()["error"] == "too_large"
+
+
+def test_uri_only_for_allowed_buckets(client):
+    ok = client.post("/v1/scan", json={"uri": "s3://allowed/in/photo one.jpg"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["source"] == "s3://allowed/in/photo one.jpg"
+    cases = {"s3://private/in/photo one.jpg": 403, "/etc/passwd": 422,
+             "file:///etc/passwd": 422, "s3://allowed/in/../x.jpg": 422,
+             "s3://allowed/in/missing.jpg": 404}
+    for uri, status in cases.items():
+        response = client.post("/v1/scan", json={"uri": uri})
+        assert response.status_code == status, (uri, response.text)
+    assert client.post("/v1/scan", json={"path": "x"}).status_code == 422
+
+
+def test_api_key_required_except_healthz(endpoint):
+    with httpx.Client(base_url=endpoint, timeout=TIMEOUT) as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        for method, path in (("GET", "/v1/models"), ("GET", "/readyz"), ("POST", "/v1/scan")):
+            for headers in ({}, {"X-API-Key": KEY[:-1] + "X"},
+                            {"Authorization": f"Bearer {KEY}x"}, {"Authorization": KEY}):
+                response = anonymous.request(method, path, headers=headers, content=jpeg(4))
+                assert response.status_code == 401, (path, headers)
+                assert response.json()["error"] == "unauthorized"
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        assert anonymous.get("/readyz", headers=bearer).json()["status"] == "ready"
+        models = anonymous.get("/v1/models", headers={"X-API-Key": KEY}).json()
+        assert {s["stage"] for s in models["stages"]} == {"Localize", "Detect", "Refine"}
+        assert models["model_versions"].count("@") == 2
+        schema = anonymous.get("/openapi.json").json()
+        assert "/v1/scan" in schema["paths"]
+        assert "multipart/form-data" in schema["paths"]["/v1/scan"]["post"]["requestBody"][
+            "content"]
+
+
+def test_burst_beyond_the_queues_gets_503_and_service_recovers(endpoint, client):
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=endpoint, timeout=TIMEOUT,
+                                     headers={"X-API-Key": KEY}) as c:
+            return await asyncio.gather(*(c.post("/v1/scan", content=jpeg(10 + i))
+                                          for i in range(16)))
+
+    responses = asyncio.run(burst())
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(503) >= 1 and statuses.count(200) >= 1, statuses
+    assert all(r.headers.get("retry-after") for r in responses if r.status_code == 503)
+    assert client.post("/v1/scan", content=jpeg(99)).status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+# --- in process: the pieces the HTTP tests rely on -------------------------------------------
+
+def test_pass_through_refine_matches_refine_below_threshold(config):
+    batch = {"uri": np.array(["a", "b"], dtype=object),
+             "data": np.array([jpeg(5), b"not an image"], dtype=object)}
+    batch = analyse([DecodeELA(config), Localize(config), Detect(config)], batch)
+    never = Refine(config.model_copy(update={"refine_threshold": 1.0}))(batch)
+    skipped = pass_through_refine(config.model_copy(update={"segmenter": "slic"}))(batch)
+    assert never.keys() == skipped.keys()
+    for key in never:
+        assert np.array_equal(never[key], skipped[key]), key
+
+
+def test_batches_concat_split_and_merge_round_trip():
+    rows = [{"uri": np.array([f"u{i}"], dtype=object), "x": np.full((1, 2, 2), i)}
+            for i in range(3)]
+    merged, sizes = concat_batches(rows)
+    assert merged["x"].shape == (3, 2, 2) and sizes == [1, 1, 1]
+    for row, back in zip(rows, split_batch(merged, sizes), strict=True):
+        assert all(np.array_equal(row[k], back[k]) for k in row)
+    base = {"uri": np.array(["a", "b"], dtype=object), "status": np.array(["ok", "ok"], object),
+            "error": np.array(["", ""], dtype=object)}
+    first = {"status": np.array(["error", "ok"], object),
+             "error": np.array(["internal: one", ""], object), "p": np.ones(2)}
+    second = {"status": np.array(["error", "error"], object),
+              "error": np.array(["internal: two", "internal: three"], object)}
+    out = merge_outputs(base, first, second)
+    assert list(out["error"]) == ["internal: one", "internal: three"]
+    assert list(out["status"]) == ["error", "error"] and "p" in out
+
+
+def test_rle_is_coco_column_major():
+    mask = np.zeros((3, 4), bool)
+    mask[0, 0] = mask[1, 0] = mask[2, 3] = True
+    assert rle_encode(mask) == {"size": [3, 4], "counts": [0, 2, 9, 1]}
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1), (5, 7), (32, 17)):
+        random_mask = rng.random(shape) > 0.6
+        assert np.array_equal(rle_decode(rle_encode(random_mask)), random_mask)
+
+
+def test_keys_from_env_and_file(tmp_path):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# comment\n\nfile-key-0123456789abcdef\n")
+    env = {"TAMPERSCAN_API_KEYS": "env-key-0123456789abcdef, other-key-0123456789abcd"}
+    keys = load_api_keys(str(keys_file), env)
+    assert keys == sorted(["file-key-0123456789abcdef", "env-key-0123456789abcdef",
+                           "other-key-0123456789abcd"])
+    checker = KeyChecker(keys)
+    assert checker.check("env-key-0123456789abcdef")
+    assert not checker.check("env-key-0123456789abcde") and not checker.check(None)
+    with pytest.raises(AuthConfigError):
+        load_api_keys(None, {"TAMPERSCAN_API_KEYS": "short"})
+    with pytest.raises(AuthConfigError):
+        load_api_keys(str(tmp_path / "missing"), {})
+
+
+def test_deployment_files_validate_against_serve_and_the_builder():
+    from ray.serve.schema import ServeDeploySchema
+
+    from tamperscan.serve import DEPLOYMENT_NAMES
+
+    repo = Path(__file__).resolve().parents[1] / "deployments"
+    rayservice = yaml.safe_load((repo / "rayservice.yaml").read_text())
+    assert rayservice["kind"] == "RayService"
+    configs = [yaml.safe_load((repo / "serve_config.yaml").read_text()),
+               yaml.safe_load(rayservice["spec"]["serveConfigV2"])]
+    for raw in configs:
+        schema = ServeDeploySchema.model_validate(raw)
+        for app in schema.applications:
+            module, _, attr = app.import_path.partition(":")
+            builder = getattr(importlib.import_module(module), attr)
+            assert isinstance(builder(app.args), Application)
+            assert {d.name for d in app.deployments} <= set(DEPLOYMENT_NAMES)
+
+
+def test_unexpected_errors_answer_500_with_a_reference_only(caplog):
+    from fastapi.testclient import TestClient
+
+    from tamperscan.serve_api import build_api
+
+    class Exploding:
+        settings = ServeSettings(allow_unauthenticated=True)
+
+        def key_ok(self, key: str | None) -> bool:
+            return True
+
+        async def scan_bytes(self, data: bytes, source: str, heatmap: bool) -> dict:
+            raise RuntimeError("secret detail /srv/models/x.safetensors")
+
+    with caplog.at_level("ERROR", logger="ray.serve"):
+        response = TestClient(build_api(Exploding())).post("/v1/scan", content=b"x")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["error"] == "internal" and "reference" in body["detail"]
+    assert "secret" not in response.text and "Traceback" not in response.text
+    reference = body["detail"].split("reference ")[1].rstrip(")")
+    assert any(reference in r.getMessage() and "secret detail" in r.getMessage()
+               for r in caplog.records)
