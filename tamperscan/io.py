@@ -53,6 +53,11 @@ def s3_filesystem(options: S3Options | None = None) -> pafs.S3FileSystem:
         "request_timeout": 60,
     }
     if endpoint:
+        # S3-compatible servers (SeaweedFS, MinIO, Ceph...) often reject or mangle the
+        # aws-chunked checksums that recent AWS SDKs send by default; only checksum when the
+        # API requires it. Must be in the environment before the SDK initialises here.
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
         scheme, _, host = endpoint.rpartition("://")
         kwargs["endpoint_override"] = host.rstrip("/")
         kwargs["scheme"] = scheme or "https"

@@ -19,7 +19,7 @@ from tamperscan.io import ResultSink, s3_filesystem
 from tamperscan.pipeline import ScanResources, scan
 from tests.corpus import make_corpus
 from tests.helpers import decode_png, good_images, random_weights_config, read_results
-from tests.s3server import S3Server
+from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,9 @@ def test_s3_bucket_with_bad_inputs_every_uri_once(ray_local, weights, s3):
     assert len(expected) >= 50
     assert sum(v == "error" for v in expected.values()) >= 10
 
-    options = S3Options(endpoint_url=s3.endpoint)
+    # Credentials passed explicitly: the Ray workers started before this module set the
+    # AWS_* environment, so they cannot take them from there.
+    options = S3Options(endpoint_url=s3.endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     summary = scan("s3://archive/in", "s3://archive/out", weights, options,
                    ScanResources(batch_size=8), show_progress=False)
     assert summary.total == len(expected)
