@@ -135,6 +135,19 @@ def evaluate(
 
 
 @app.command()
+def explain(
+    image: Annotated[Path, typer.Argument(help="An image file.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the overlay PNGs.")],
+    config: ConfigOption = None,
+) -> None:
+    """Overlays for one image: ELA, each CAM view, fused CAM, chosen region, final mask."""
+    from tamperscan.explain import explain as run_explain
+
+    summary = run_explain(image.read_bytes(), out, load_pipeline_config(config))
+    print(json.dumps(summary, indent=2))
+
+
+@app.command()
 def version() -> None:
     """Print the package version and the shipped model versions."""
     from tamperscan import __version__

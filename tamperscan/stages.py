@@ -212,13 +212,15 @@ class Detect(_NetStage):
         def compute(rows: np.ndarray) -> Batch:
             out = self.engine({"signed_ela": _nchw(batch["sela"][rows])})
             heads = expit(out["logits"])
-            fused = fuse_geometric(normalize_cams(out["cams"]))
+            views = normalize_cams(out["cams"])
             return {"score_wcbnet_heads": heads.astype(np.float32),
                     "score_wcbnet": heads.mean(axis=1).astype(np.float32),
-                    "cam": fused.astype(np.float16)}
+                    "cam_views": views.astype(np.float16),
+                    "cam": fuse_geometric(views).astype(np.float16)}
 
         outputs = {"score_wcbnet_heads": np.zeros((n, 3), np.float32),
                    "score_wcbnet": np.zeros(n, np.float32),
+                   "cam_views": np.zeros((n, 3, c, c), np.float16),
                    "cam": np.zeros((n, c, c), np.float16)}
         return self._run(batch, outputs, compute, "t_detect")
 
@@ -231,10 +233,19 @@ def image_score(batch: Batch) -> np.ndarray:
 def refine_heatmap(segmenter, rgb: np.ndarray, cam: np.ndarray, size: int) -> np.ndarray:
     """Segment-and-fuse at ``size`` x ``size`` (the segmenter dominates the cost, so it runs
     at a reduced resolution); returns the refined heatmap at the resolution of ``rgb``."""
+    return refine_at(segmenter, rgb, cam, size)[0]
+
+
+def refine_at(segmenter, rgb: np.ndarray, cam: np.ndarray,
+              size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(refined heatmap, chosen region mask), both at the resolution of ``rgb``."""
     work_rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
     work_cam = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    heat = refine_cam(work_cam, segmenter.segment(work_rgb, work_cam)).heatmap
-    return cv2.resize(heat, rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    result = refine_cam(work_cam, segmenter.segment(work_rgb, work_cam))
+    shape = rgb.shape[1::-1]
+    region = cv2.resize(result.region_mask.astype(np.uint8), shape,
+                        interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(result.heatmap, shape, interpolation=cv2.INTER_LINEAR), region
 
 
 class Refine:
