@@ -47,6 +47,10 @@ class PipelineConfig(BaseModel):
     tamper_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Pixel threshold on the final heatmap for the binary mask.
     mask_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Weight of the refined CAM heatmap in the final map (1 - it: the localizer map). Chosen
+    #: on the synthetic validation split for the shipped weights, where their CAM is not yet
+    #: informative (pixel AUC < 0.5): 0, which also skips refinement. See MODEL_CARD.md.
+    cam_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     #: Side of the square working resolution of segment-and-fuse (the segmenter's cost).
     refine_size: int = Field(default=256, ge=32)
     segmenter: str = "felzenszwalb"

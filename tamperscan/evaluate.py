@@ -110,8 +110,8 @@ class Evaluator:
         refined = refine_heatmap(self.segmenter, batch["rgb"][0], batch["cam"][0],
                                  self.config.refine_size)
         score = float(image_score(batch)[0])
-        cascade = score >= self.config.refine_threshold
-        heat = final_map(batch["ts_map"][0], refined, cascade)
+        cascade = score >= self.config.refine_threshold and self.config.cam_weight > 0
+        heat = final_map(batch["ts_map"][0], refined, cascade, self.config.cam_weight)
         rgb = decode_image(data).rgb  # again at full size: the ELA baseline is per original pixel
         ela = ela_absolute(rgb, self.config.ela_quality).mean(axis=2)
 

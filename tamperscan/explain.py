@@ -68,7 +68,8 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
     segmenter = build_segmenter(config.segmenter, **config.segmenter_options)
     refined, region = refine_at(segmenter, batch["rgb"][0], batch["cam"][0], config.refine_size)
     score = float(image_score(batch)[0])
-    heat = final_map(batch["ts_map"][0], refined, score >= config.refine_threshold)
+    cascade = score >= config.refine_threshold and config.cam_weight > 0
+    heat = final_map(batch["ts_map"][0], refined, cascade, config.cam_weight)
     figures = {
         "ela.png": heat_overlay(view, ela_absolute(rgb, config.ela_quality).mean(axis=2), 0.7),
         **{f"cam_block{b}.png": heat_overlay(view, batch["cam_views"][0][i])

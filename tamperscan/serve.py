@@ -287,7 +287,8 @@ class ScanService:
         batch = merge_outputs(batch, localized, detected)
         if batch["status"][0] != "ok":
             raise _failure_from_row(batch, "models")
-        if image_score(batch)[0] >= self.settings.pipeline.refine_threshold:
+        pipeline = self.settings.pipeline
+        if pipeline.cam_weight > 0 and image_score(batch)[0] >= pipeline.refine_threshold:
             batch = merge_outputs(batch, await self._call("Refine", batch))
         else:
             batch = self.skip_refine(batch)
@@ -301,7 +302,8 @@ class ScanService:
         row = self.finalize(batch)
         overlay = None
         if heatmap:
-            heat = final_map(batch["ts_map"][0], batch["refined"][0], batch["was_refined"][0])
+            heat = final_map(batch["ts_map"][0], batch["refined"][0], batch["was_refined"][0],
+                             self.settings.pipeline.cam_weight)
             overlay = overlay_png(batch["rgb"][0], heat, int(row["width"][0]),
                                   int(row["height"][0]), self.settings.overlay_max_side)
         now = time.perf_counter()

@@ -254,7 +254,8 @@ class Refine:
     re-running or materialising the upstream, so the cascade lives inside the stage.)"""
 
     def __init__(self, config: PipelineConfig) -> None:
-        self.threshold = config.refine_threshold
+        # With cam_weight 0 the refined map cannot change the output: skip the work.
+        self.threshold = config.refine_threshold if config.cam_weight > 0 else np.inf
         self.size = config.refine_size
         self.segmenter = build_segmenter(config.segmenter, **config.segmenter_options)
 
@@ -276,11 +277,14 @@ class Refine:
         return out
 
 
-def final_map(ts_map: np.ndarray, refined: np.ndarray, was_refined: bool) -> np.ndarray:
-    """Per-pixel final heatmap: the localizer map, averaged with the refined CAM heatmap
-    when refinement ran (the two are complementary: supervised pixels vs. weak CAM regions)."""
+def final_map(ts_map: np.ndarray, refined: np.ndarray, was_refined: bool,
+              cam_weight: float) -> np.ndarray:
+    """Per-pixel final heatmap: the localizer map, blended with the refined CAM heatmap
+    (weight ``cam_weight``) when refinement ran."""
     ts = ts_map.astype(np.float32)
-    return (ts + refined.astype(np.float32)) / 2 if was_refined else ts
+    if not was_refined:
+        return ts
+    return (1 - cam_weight) * ts + cam_weight * refined.astype(np.float32)
 
 
 def final_decision(heatmap: np.ndarray, score: float, config: PipelineConfig) -> np.ndarray:
@@ -321,7 +325,8 @@ class Finalize:
                 heatmaps.append(b"")
                 continue
             w, h = int(batch["width"][i]), int(batch["height"][i])
-            heat = final_map(batch["ts_map"][i], batch["refined"][i], batch["was_refined"][i])
+            heat = final_map(batch["ts_map"][i], batch["refined"][i], batch["was_refined"][i],
+                             self.config.cam_weight)
             full = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
             mask = final_decision(full, float(scores[i]), self.config)
             fractions[i] = mask.mean()

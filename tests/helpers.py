@@ -37,6 +37,7 @@ def random_weights_config(folder: Path, **overrides) -> PipelineConfig:
     all pass the cascade: refinement runs at a small working size to keep tests quick, and the
     torch backend skips the one-off ONNX export (engine parity has its own tests)."""
     overrides.setdefault("refine_size", 64)
+    overrides.setdefault("cam_weight", 0.5)  # keep refinement in the path under test
     overrides.setdefault("backend", "torch")
     torch.manual_seed(0)
     paths = {}

@@ -1,0 +1,51 @@
+"""Write a synthetic validation set (held-apart training photos) in the evaluation layout, so
+pipeline choices (e.g. how the final map combines the nets) are made without touching the
+evaluation data:  .venv/bin/python scripts/make_val_set.py --out /tmp/tamperscan-val
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from tamperscan.train.photos import load_photo_manifest, split_photos
+from tamperscan.train.synth import ForgerySynthesizer
+
+EXTENSION = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared/data/train")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=80)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    _, val = split_photos(load_photo_manifest(args.data), val_fraction=0.1, seed=args.seed)
+    synth = ForgerySynthesizer(val, seed=args.seed + 20_000)  # not the training stream
+    (args.out / "images").mkdir(parents=True, exist_ok=True)
+    (args.out / "masks").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(args.count):
+        sample = synth.sample(i)
+        image = f"images/{i:04d}_{sample.kind}.{EXTENSION[sample.format]}"
+        (args.out / image).write_bytes(sample.image_bytes)
+        mask = ""
+        if sample.label:
+            mask = f"masks/{i:04d}.png"
+            Image.fromarray(sample.mask.astype(np.uint8) * 255).save(args.out / mask)
+        rows.append((image, mask, sample.label))
+    with (args.out / "MANIFEST.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "mask", "label"])
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} samples to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
