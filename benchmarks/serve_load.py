@@ -39,19 +39,10 @@ from ray import serve
 from tamperscan.config import PipelineConfig, model_path
 from tamperscan.nets.build import build_model, load_config, save_weights
 from tamperscan.serve import ReplicaOptions, ServeSettings, build_app
+from tamperscan.sysinfo import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "benchmark-key-0123456789abcdef"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def pipeline_config(tmp: Path, skip_refine: bool, backend: str | None) -> tuple[PipelineConfig,
