@@ -6,6 +6,7 @@ import asyncio
 import base64
 import importlib
 import io
+import time
 from pathlib import Path
 
 import httpx
@@ -225,7 +226,12 @@ def test_burst_beyond_the_queues_gets_503_and_service_recovers(endpoint, client)
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) >= 1 and statuses.count(200) >= 1, statuses
     assert all(r.headers.get("retry-after") for r in responses if r.status_code == 503)
-    assert client.post("/v1/scan", content=jpeg(99)).status_code == 200
+    # Work admitted during the burst may still be draining: recovery within a bounded time.
+    deadline = time.monotonic() + 60
+    while (status := client.post("/v1/scan", content=jpeg(99)).status_code) == 503:
+        assert time.monotonic() < deadline, "still overloaded 60 s after the burst"
+        time.sleep(1)
+    assert status == 200
     assert client.get("/readyz").status_code == 200
 
 
