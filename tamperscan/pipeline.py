@@ -91,6 +91,9 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
         "batch_size": bs, "batch_format": "numpy", "fn_constructor_args": (config,),
         "num_cpus": plan["cpus_per_actor"],
     }
+    # On a CPU-only node Ray fuses read + decode into the first model actor (no copy between
+    # them); once the model stages ask for GPUs the resources differ, so decode and ELA stay
+    # CPU tasks and the GPU actors only run the nets.
     ds = ds.map_batches(ReadBytes(config, s3), **task)
     ds = ds.map_batches(DecodeELA(config), **task)
     models = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["model_actors"])
