@@ -140,7 +140,10 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
         opt.load_state_dict(ckpt["optimizer"])
         step = ckpt["step"]
         torch.set_rng_state(ckpt["torch_rng"])
-        log(f"resumed from step {step}")
+        if settings.lr is not None:  # an explicit rate wins: lets a resumed run anneal
+            for group in opt.param_groups:
+                group["lr"] = lr
+        log(f"resumed from step {step} (lr {opt.param_groups[0]['lr']:g})")
     # Items are indexed by global position, so a resumed run sees exactly the samples it
     # would have seen without the interruption.
     sampler = range(step * settings.batch_size, len(train_set))
