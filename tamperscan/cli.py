@@ -148,6 +148,29 @@ def explain(
 
 
 @app.command()
+def report(
+    results: Annotated[str, typer.Argument(help="The --out folder (or s3:// prefix) of a scan.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (open index.html).")]
+    = Path("report"),
+    config: ConfigOption = None,
+    s3_endpoint: EndpointOption = None,
+    top_k: Annotated[int, typer.Option(
+        "--top-k", help="Images (thumbnail, heatmap, mask) for this many top flagged rows.")] = 500,
+    rows_per_page: Annotated[int, typer.Option(help="Rows per page in the browser.")] = 50,
+    workers: Annotated[int | None, typer.Option(help="Threads for the preview images.")] = None,
+) -> None:
+    """Static HTML report of a scan: summary, score histogram, filterable rows, previews."""
+    from tamperscan.report import build_report
+
+    info = build_report(results, out, load_pipeline_config(config),
+                        S3Options(endpoint_url=s3_endpoint), top_k=top_k,
+                        rows_per_page=rows_per_page, workers=workers)
+    console.print(f"{info.rows} rows, {info.pages} data pages, {info.images} previews "
+                  f"in {info.seconds:.1f} s")
+    print(info.index)
+
+
+@app.command()
 def version() -> None:
     """Print the package version and the shipped model versions."""
     from tamperscan import __version__
