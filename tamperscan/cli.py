@@ -56,13 +56,18 @@ def scan(
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
 ) -> None:
     """Scan every image under SOURCE; re-running with the same --out resumes."""
-    from tamperscan.pipeline import ScanResources
+    from tamperscan.pipeline import ScanFailed, ScanResources
     from tamperscan.pipeline import scan as run_scan
 
     pipeline_config = load_pipeline_config(config, write_heatmaps=heatmaps or None)
     init_ray(num_cpus)
-    summary = run_scan(source, out, pipeline_config, S3Options(endpoint_url=s3_endpoint),
-                       ScanResources(batch_size=batch_size))
+    try:
+        summary = run_scan(source, out, pipeline_config, S3Options(endpoint_url=s3_endpoint),
+                           ScanResources(batch_size=batch_size))
+    except ScanFailed as exc:  # a clear line and exit 1, not a Ray traceback
+        Console(stderr=True).print(f"[bold red]scan failed:[/] {exc}", markup=True,
+                                   highlight=False)
+        raise typer.Exit(1) from None
     table = Table(title=f"tamperscan: {source}")
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -8,6 +8,7 @@ already written ``ok`` and `compact` then drops rows superseded by a later, bett
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
@@ -30,7 +31,7 @@ HEATMAPS_DIR = "heatmaps"
 
 
 class SourceError(OSError):
-    """Reading an input failed; ``kind`` is "not_found", "too_large" or "io"."""
+    """Reading an input failed; ``kind`` is "not_found", "too_large", "bad_uri" or "io"."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -112,8 +113,27 @@ def read_manifest(manifest: str, s3: S3Options | None = None) -> list[str]:
     return [u for u in table.column("uri").to_pylist() if u]
 
 
-def read_bytes(uri: str, max_bytes: int, s3: S3Options | None = None) -> bytes:
-    """The original bytes of one input, refusing files larger than ``max_bytes`` before reading."""
+def s3_key_problem(uri: str) -> str | None:
+    """Why an s3:// URI cannot be read faithfully, or None. Keys with empty, ``.`` or ``..``
+    segments are refused: the HTTP client normalises them away (``s3://a/../b/k`` would
+    read ``s3://b/k``), so another object would be read in the named one's place."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        return "an s3:// URI needs a bucket and a key"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "object key has an empty, '.' or '..' segment"
+    return None
+
+
+def read_bytes(uri: str, max_bytes: int, s3: S3Options | None = None,
+               attempts: int = 3) -> bytes:
+    """The original bytes of one input, refusing files larger than ``max_bytes`` before reading.
+
+    An S3 GET that fails after the object was found is tried ``attempts`` times: the SDK
+    retries throttling and network errors itself, but not all of them (an error answer
+    larger than a small object's range fails as INTERNAL_FAILURE)."""
+    if is_s3(uri) and (problem := s3_key_problem(uri)):
+        raise SourceError("bad_uri", f"{problem}: {uri}")
     try:
         fs, path = resolve(uri, s3)
         info = fs.get_file_info(path)
@@ -123,12 +143,20 @@ def read_bytes(uri: str, max_bytes: int, s3: S3Options | None = None) -> bytes:
             raise SourceError("not_found", f"not a file: {uri}")
         if info.size is not None and info.size > max_bytes:
             raise SourceError("too_large", f"file is {info.size} bytes, limit {max_bytes}")
-        with fs.open_input_stream(path) as f:
-            data = f.read(max_bytes + 1)
     except SourceError:
         raise
     except (OSError, ValueError) as exc:
         raise SourceError("io", f"could not read {uri}: {exc}") from exc
+    tries = max(1, attempts) if is_s3(uri) else 1
+    for attempt in range(tries):
+        try:
+            with fs.open_input_stream(path) as f:
+                data = f.read(max_bytes + 1)
+            break
+        except (OSError, ValueError) as exc:
+            if attempt == tries - 1:
+                raise SourceError("io", f"could not read {uri}: {exc}") from exc
+            time.sleep(0.2 * 2**attempt)
     if len(data) > max_bytes:
         raise SourceError("too_large", f"file is over the {max_bytes}-byte limit")
     return data
@@ -165,9 +193,14 @@ class ResultSink:
         if isinstance(self.fs, pafs.LocalFileSystem):
             parent, name = final.rsplit("/", 1)
             tmp = f"{parent}/.tmp-{name}"
-            with self.fs.open_output_stream(tmp) as sink:
-                write(sink)
-            os.replace(tmp, final)
+            try:
+                with self.fs.open_output_stream(tmp) as sink:
+                    write(sink)
+                os.replace(tmp, final)
+            except BaseException:  # e.g. disk full: leave no half-written file behind
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+                raise
         else:  # S3: the object appears only when the upload completes
             buffer = io.BytesIO()
             write(buffer)

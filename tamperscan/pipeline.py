@@ -1,12 +1,14 @@
 """The bulk scan as a Ray Data graph over the stages in `tamperscan.stages`.
 
-Ray specifics stay here and stay thin: each stage is a plain callable; stateless ones run as
-tasks, the model and refinement stages as actor pools (weights load once per actor).
+Ray specifics stay here and stay thin: each stage is a plain callable; read and decode run as
+tasks, the model and refinement stages as actor pools (weights load once per actor), with
+finalize and the write inside the refinement actors (see ``RefineFinalizeWrite``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -19,7 +21,40 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tamperscan.config import PipelineConfig, S3Options
 from tamperscan.io import ResultSink, list_source, new_run_id
 from tamperscan.results import WriteResults
-from tamperscan.stages import DecodeELA, Detect, Finalize, Localize, ReadBytes, Refine
+from tamperscan.stages import (
+    Batch,
+    DecodeELA,
+    Detect,
+    Finalize,
+    Localize,
+    ReadBytes,
+    Refine,
+    analyse,
+)
+
+
+class ScanFailed(RuntimeError):
+    """The scan stopped part-way (storage gone, disk full...). The parts written before are
+    whole (written atomically) and kept: re-running with the same output resumes.
+    ``reason`` is the underlying error, e.g. ``OSError: ... No space left on device``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+_ERROR_LINE = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+
+
+def root_cause(exc: BaseException) -> str:
+    """The original error behind a failed Ray task: Ray re-raises it wrapped, with the remote
+    traceback as text, so take the first ``SomeError: message`` line that is not Ray's own."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        for line in str(exc).splitlines():
+            match = _ERROR_LINE.match(line)
+            if match and not match.group(1).startswith("ray."):
+                return f"{match.group(1)}: {match.group(2)}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class ScanResources(BaseModel):
@@ -100,9 +135,28 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
     for stage in (Localize, Detect):
         ds = ds.map_batches(stage, compute=models, num_gpus=plan["gpus_per_actor"], **actor)
     refiners = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["refine_actors"])
-    ds = ds.map_batches(Refine, compute=refiners, **actor)
-    ds = ds.map_batches(Finalize(config), **task)
-    return ds.map_batches(WriteResults(out, run_id, s3), **task)
+    return ds.map_batches(RefineFinalizeWrite, compute=refiners,
+                          **{**actor, "fn_constructor_args": (config, out, run_id, s3)})
+
+
+class RefineFinalizeWrite:
+    """Refine, Finalize and WriteResults in turn, in the refinement actors.
+
+    Finalize and the write cost 1-2 ms per row, but as Ray tasks they need task worker
+    processes, and when a node runs more workers than it has CPUs (actors included) Ray ends
+    any worker idle for 1 s (``idle_worker_killing_time_threshold_ms``, soft limit = CPUs).
+    On a small node that was every gap between batches: each batch started a fresh worker
+    that imported torch, ONNX Runtime and OpenCV again -- on 2 cores more CPU than both nets
+    used (benchmarks/throughput.py, per-process profile). In the actor they run in a process
+    that lives for the whole scan, and the large per-row arrays skip one more trip through
+    the object store. Same stages, same order, same rows out."""
+
+    def __init__(self, config: PipelineConfig, out: str, run_id: str,
+                 s3: S3Options | None) -> None:
+        self.stages = [Refine(config), Finalize(config), WriteResults(out, run_id, s3)]
+
+    def __call__(self, batch: Batch) -> Batch:
+        return analyse(self.stages, batch)
 
 
 def scan(source: str, out: str, config: PipelineConfig | None = None,
@@ -118,25 +172,36 @@ def scan(source: str, out: str, config: PipelineConfig | None = None,
     todo = [u for u in uris if u not in done]
     summary = ScanSummary(source, out, run_id, total=len(uris), skipped_done=len(uris) - len(todo))
     start = time.perf_counter()
-    if todo:
-        kinds: Counter[str] = Counter()
-        ds = build_dataset(todo, out, run_id, config, s3, resources)
-        columns = [TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[info]}")]
-        with Progress(*columns, disable=not show_progress, transient=False) as progress:
-            bar = progress.add_task("scan", total=len(todo), info="")
-            flagged = 0
-            for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-                summary.processed += len(batch["uri"])
-                flagged += int(batch["tampered"].sum())
-                kinds.update(e.split(":", 1)[0] for e in batch["error"].tolist() if e)
-                progress.update(bar, advance=len(batch["uri"]),
-                                info=f"errors {sum(kinds.values())}  flagged {flagged}")
-        summary.errors_by_kind = dict(kinds)
-    summary.seconds = time.perf_counter() - start
-    summary.superseded_rows_dropped = sink.compact()
-    index = sink.read_index(("uri", "status", "tampered")).to_pydict()
-    summary.counts = dict(Counter(index["status"]))
-    summary.flagged = sum(bool(t) for t in index["tampered"])
-    sink.write_file("summary.json", summary.to_json().encode())
+    try:
+        if todo:
+            _run(build_dataset(todo, out, run_id, config, s3, resources), summary, len(todo),
+                 show_progress)
+        summary.seconds = time.perf_counter() - start
+        summary.superseded_rows_dropped = sink.compact()
+        index = sink.read_index(("uri", "status", "tampered")).to_pydict()
+        summary.counts = dict(Counter(index["status"]))
+        summary.flagged = sum(bool(t) for t in index["tampered"])
+        sink.write_file("summary.json", summary.to_json().encode())
+    except Exception as exc:
+        reason = root_cause(exc)
+        raise ScanFailed(
+            f"scan of {source} into {out} failed after {summary.processed} of {len(todo)} "
+            f"rows: {reason}. The rows written so far are kept: fix the cause and re-run "
+            "with the same output to resume.", reason) from exc
     return summary
+
+
+def _run(ds: ray.data.Dataset, summary: ScanSummary, total: int, show_progress: bool) -> None:
+    kinds: Counter[str] = Counter()
+    columns = [TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}")]
+    with Progress(*columns, disable=not show_progress, transient=False) as progress:
+        bar = progress.add_task("scan", total=total, info="")
+        flagged = 0
+        for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+            summary.processed += len(batch["uri"])
+            flagged += int(batch["tampered"].sum())
+            kinds.update(e.split(":", 1)[0] for e in batch["error"].tolist() if e)
+            summary.errors_by_kind = dict(kinds)
+            progress.update(bar, advance=len(batch["uri"]),
+                            info=f"errors {sum(kinds.values())}  flagged {flagged}")

@@ -116,6 +116,9 @@ class ServeSettings(BaseModel):
     s3: S3Options = Field(default_factory=S3Options)
     max_body_bytes: int | None = Field(default=None, ge=1,
                                        description="unset = pipeline.max_image_bytes + 1 MiB")
+    body_timeout_s: float = Field(default=120.0, gt=0, description="the whole request body "
+                                  "must arrive within this many seconds, else 408 (a client "
+                                  "trickling bytes cannot hold a request slot for ever)")
     max_batch_size: int = Field(default=8, ge=1)
     batch_wait_timeout_s: float = Field(default=0.01, ge=0)
     overlay_max_side: int = Field(default=1024, ge=16)
@@ -318,7 +321,8 @@ class ScanService:
                 logger.warning("reading %s failed: %s", uri, exc)
                 raise ScanFailure(502, "storage", "could not read the object from storage") \
                     from exc
-            raise ScanFailure(SOURCE_STATUS[exc.kind], exc.kind, str(exc)) from exc
+            # bad_uri (a key that cannot be addressed faithfully) is the client's: 422
+            raise ScanFailure(SOURCE_STATUS.get(exc.kind, 422), exc.kind, str(exc)) from exc
         return await self.scan_bytes(data, uri, heatmap)
 
     async def stage_info(self, timeout_s: float = 10.0) -> list[dict]:

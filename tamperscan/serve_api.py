@@ -11,10 +11,13 @@ a reference that is logged with the details (never a stack trace to the client).
 
 from __future__ import annotations
 
+import asyncio
+import time
 import traceback
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -46,7 +49,8 @@ SCAN_BODY_DOC = {"requestBody": {"required": True, "content": {
 ERROR_RESPONSES: dict = {
     status: {"model": ErrorOut, "description": what} for status, what in {
         401: "missing or wrong API key", 403: "bucket not allowed / URI scanning disabled",
-        404: "object not found", 413: "body, file or image dimensions over the limits",
+        404: "object not found", 408: "request body not received in time",
+        413: "body, file or image dimensions over the limits",
         415: "not an image, or a format outside the allowlist",
         422: "corrupt image or malformed request", 500: "internal error (with a reference)",
         502: "object storage failed", 503: "overloaded or not ready (see Retry-After)",
@@ -83,18 +87,28 @@ def _too_large(limit: int) -> ScanFailure:
     return ScanFailure(413, "too_large", f"request body exceeds the {limit}-byte limit")
 
 
-def capped(request: Request, limit: int) -> Request:
+def capped(request: Request, limit: int, timeout_s: float | None = None) -> Request:
     """The same request whose body stream fails with 413 once it passes ``limit`` bytes:
     the check happens while reading, so a chunked upload without Content-Length is cut off
-    too and nothing over the limit is ever buffered."""
+    too and nothing over the limit is ever buffered. With ``timeout_s``, it fails with 408
+    unless the whole body has arrived within that many seconds: a client trickling bytes
+    cannot hold a replica's request slot for ever."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     received = 0
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
     async def receive() -> Message:
         nonlocal received
-        message = await request.receive()
+        if deadline is None:
+            message = await request.receive()
+        else:
+            try:
+                message = await asyncio.wait_for(request.receive(), deadline - time.monotonic())
+            except TimeoutError as exc:
+                raise ScanFailure(408, "timeout", f"the request body did not arrive within "
+                                  f"{timeout_s:g} s", {"Connection": "close"}) from exc
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
@@ -104,9 +118,15 @@ def capped(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
-async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
-    """(file bytes, file name) of a multipart upload's ``file`` field."""
-    form = await capped(request, limit).form(max_files=1, max_fields=8)
+async def read_upload(request: Request, limit: int,
+                      timeout_s: float | None = None) -> tuple[bytes, str]:
+    """(file bytes, file name) of a multipart upload's ``file`` field. The name is only
+    echoed back as ``source``: it never names a file here (uploads are spooled to anonymous
+    temporary files)."""
+    try:
+        form = await capped(request, limit, timeout_s).form(max_files=1, max_fields=8)
+    except StarletteHTTPException as exc:  # malformed multipart, too many files or fields
+        raise ScanFailure(422, "bad_request", f"malformed multipart body: {exc.detail}") from exc
     try:
         upload = form.get(UPLOAD_FIELD)
         if not isinstance(upload, UploadFile):
@@ -139,6 +159,14 @@ def build_api(service: ScanService) -> FastAPI:
     async def on_failure(_: Request, exc: ScanFailure) -> JSONResponse:
         return JSONResponse({"error": exc.code, "detail": exc.message}, exc.status,
                             headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """Bad query parameters get the documented error shape, not FastAPI's list."""
+        reasons = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+                            for e in exc.errors())
+        return JSONResponse({"error": "bad_request", "detail": reasons or "invalid request"},
+                            422)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -179,11 +207,12 @@ def build_api(service: ScanService) -> FastAPI:
         JSON `{"uri": "s3://bucket/key"}` for an allowed bucket. The mask RLE is COCO
         uncompressed RLE in column-major order (see the `MaskRLE` schema)."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body_timeout = settings.body_timeout_s
         if content_type == "multipart/form-data":
-            data, name = await read_upload(request, settings.body_limit)
+            data, name = await read_upload(request, settings.body_limit, body_timeout)
             return await guarded(service.scan_bytes(data, name, heatmap))
         if content_type == "application/json":
-            body = await capped(request, JSON_BODY_LIMIT).body()
+            body = await capped(request, JSON_BODY_LIMIT, body_timeout).body()
             try:
                 uri = ScanURI.model_validate_json(body).uri
             except ValidationError as exc:
@@ -191,7 +220,7 @@ def build_api(service: ScanService) -> FastAPI:
                                   'JSON body must be {"uri": "s3://bucket/key"}') from exc
             check_uri(uri, settings.allowed_buckets)
             return await guarded(service.scan_uri(uri, heatmap))
-        data = await capped(request, settings.body_limit).body()
+        data = await capped(request, settings.body_limit, body_timeout).body()
         return await guarded(service.scan_bytes(data, "upload", heatmap))
 
     return app

@@ -9,3 +9,6 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 import torch
 
 torch.set_num_threads(1)
+
+# RELIABILITY.md: the `reliability` fixture and the report written at the end of a full run.
+pytest_plugins = ("tests.reliability_report",)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ACCESS_KEY, SECRET_KEY = "tamperscan-test", "tamperscan-test-secret"
@@ -41,11 +41,15 @@ def weed_binary() -> str:
 
 @dataclass
 class S3Server:
-    """One `weed server` process (master + volume + filer + S3 gateway) in a temp dir."""
+    """One `weed server` process (master + volume + filer + S3 gateway) in a temp dir.
+
+    `stop` (or `stop(kill=True)`, a crash) then `start` again brings it back on the same ports
+    and data dir, with the objects written before (see `restart`)."""
 
     data_dir: Path
     s3_port: int = 0
     process: subprocess.Popen | None = None
+    ports: list[int] = field(default_factory=list)  # master, volume, filer: kept on restart
 
     @property
     def endpoint(self) -> str:
@@ -57,7 +61,9 @@ class S3Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.s3_port:
             self.s3_port = free_port()
-        ports = [free_port() for _ in range(3)]
+        if not self.ports:
+            self.ports = [free_port() for _ in range(3)]
+        ports = self.ports
         cmd = [
             weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-dir={self.data_dir}", f"-master.port={ports[0]}", f"-volume.port={ports[1]}",
@@ -74,24 +80,59 @@ class S3Server:
                 log_tail = (self.data_dir / "weed.log").read_text()[-2000:]
                 raise RuntimeError(f"weed exited: {log_tail}")
             try:
-                self.client().list_buckets()
-                self.client().create_bucket(Bucket="readiness-probe")
+                self._probe()
                 return self
             except Exception:
                 time.sleep(0.5)
         self.stop()
         raise RuntimeError("SeaweedFS did not become ready")
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a few seconds, by the server's own pid (its group)."""
+    def _probe(self) -> None:
+        """Ready = the filer takes a bucket and the volume server an object (a restarted
+        server already has the bucket)."""
+        client = self.client()
+        client.list_buckets()
+        try:
+            client.create_bucket(Bucket="readiness-probe")
+        except client.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyExists",
+                                                     "BucketAlreadyOwnedByYou"):
+                raise
+        client.put_object(Bucket="readiness-probe", Key="probe", Body=b"ok")
+        assert client.get_object(Bucket="readiness-probe", Key="probe")["Body"].read() == b"ok"
+
+    def stop(self, kill: bool = False) -> None:
+        """SIGTERM, then SIGKILL after a few seconds, by the server's own pid (its group);
+        ``kill``: SIGKILL at once, as a crash or an OOM kill would."""
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if not kill:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def restart(self, kill: bool = False, wait_for: tuple[str, str] | None = None,
+                timeout: float = 60.0) -> S3Server:
+        """Stop and start again on the same ports and data dir; ``wait_for`` (bucket, key):
+        also wait until that object, written before the stop, can be read again."""
+        self.stop(kill=kill)
+        self.start(timeout)
+        if wait_for:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    self.client().head_object(Bucket=wait_for[0], Key=wait_for[1])
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        return self
 
     def client(self):
         import boto3

@@ -19,6 +19,7 @@ from tamperscan.io import ResultSink, s3_filesystem
 from tamperscan.pipeline import ScanResources, scan
 from tests.corpus import make_corpus
 from tests.helpers import decode_png, good_images, random_weights_config, read_results
+from tests.reliability_report import expected_row, record_scan_rows
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def s3(tmp_path_factory):
             os.environ[key] = value
 
 
-def test_s3_bucket_with_bad_inputs_every_uri_once(ray_local, weights, s3):
+def test_s3_bucket_with_bad_inputs_every_uri_once(ray_local, weights, s3, reliability):
     client = s3.client()
     client.create_bucket(Bucket="archive")
     corpus = make_corpus()
@@ -73,6 +74,8 @@ def test_s3_bucket_with_bad_inputs_every_uri_once(ray_local, weights, s3):
     assert summary.total == len(expected)
 
     df = read_results("s3://archive/out", s3_filesystem(options))
+    record_scan_rows(reliability, df, {f"s3://archive/in/odd/{i.name}": (
+        f"corpus: {i.name}", expected_row(i)) for i in corpus}, "bulk (s3 source)")
     assert sorted(df["uri"]) == sorted(expected), "every input exactly once"
     for row in df.itertuples():
         assert row.status == expected[row.uri], (row.uri, row.error)

@@ -33,6 +33,7 @@ from tamperscan.serve_response import DECODE_STATUS, rle_decode, rle_encode
 from tamperscan.stages import DecodeELA, Detect, Localize, Refine, analyse, build_stages
 from tests.corpus import encode, make_corpus, natural_image
 from tests.helpers import decode_png, random_weights_config
+from tests.reliability_report import http_outcome
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port
 
 KEY = "serve-test-key-0123456789abcdef"
@@ -145,12 +146,15 @@ def test_json_matches_the_in_process_stages(client, config):
         assert np.array_equal(json_mask(got), decode_png(want["mask_png"][0]) > 0)
 
 
-def test_every_bad_input_kind_gets_a_clear_4xx(client):
+def test_every_bad_input_kind_gets_a_clear_4xx(client, reliability):
     corpus = make_corpus()
     bad = [item for item in corpus if item.expect == "error"]
     assert {item.error for item in bad} == set(DECODE_STATUS)
     for item in bad:
         response = client.post("/v1/scan", content=item.data)
+        reliability.record(f"corpus: {item.name}", "endpoint (raw body)",
+                           f"{DECODE_STATUS[item.error]} {item.error}", http_outcome(response),
+                           section="corpus")
         assert response.status_code == DECODE_STATUS[item.error], (item.name, response.text)
         body = response.json()
         assert body["error"] == item.error
@@ -162,7 +166,10 @@ def test_every_bad_input_kind_gets_a_clear_4xx(client):
     # odd but valid inputs go through
     for name in ("cmyk print.jpg", "sixteen-bit.png"):
         item = next(i for i in corpus if i.name == name)
-        assert client.post("/v1/scan", content=item.data).status_code == 200, name
+        response = client.post("/v1/scan", content=item.data)
+        reliability.record(f"corpus: {name}", "endpoint (raw body)", "200",
+                           str(response.status_code), section="corpus")
+        assert response.status_code == 200, name
 
 
 def test_body_and_file_limits_answer_413(client):
