@@ -1,0 +1,76 @@
+"""Compare image-score rules on the synthetic validation split (never on evaluation data).
+
+The image score decides the cascade and the `tampered` flag; this prints the image AUC of each
+candidate rule over the localizer map and the WCBnet heads so the shipped rule is a measured
+choice, not a guess.
+
+    .venv/bin/python scripts/image_score_study.py /tmp/tamperscan-val [--weights-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from tamperscan.config import PipelineConfig
+from tamperscan.evaluate import read_manifest
+from tamperscan.stages import DecodeELA, Detect, Localize
+
+
+def blur_max(prob: np.ndarray, frac: int = 32) -> float:
+    k = max(3, prob.shape[-1] // frac) | 1
+    return float(cv2.blur(prob.astype(np.float32), (k, k)).max())
+
+
+def top_mean(prob: np.ndarray, q: float) -> float:
+    flat = np.sort(prob.ravel())
+    return float(flat[int(len(flat) * (1 - q)):].mean())
+
+
+RULES = {
+    "ts_blurmax_32": lambda m, w: blur_max(m, 32),
+    "ts_blurmax_16": lambda m, w: blur_max(m, 16),
+    "ts_top1pct": lambda m, w: top_mean(m, 0.01),
+    "ts_top5pct": lambda m, w: top_mean(m, 0.05),
+    "ts_mean": lambda m, w: float(m.mean()),
+    "ts_contrast": lambda m, w: blur_max(m, 32) - float(np.median(m)),
+    "ts_area_0.5": lambda m, w: float((m >= 0.5).mean()),
+    "wcbnet": lambda m, w: w,
+    "mean_blurmax_wcbnet": lambda m, w: (blur_max(m, 32) + w) / 2,
+    "mean_contrast_wcbnet": lambda m, w: (blur_max(m, 32) - float(np.median(m)) + w) / 2,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--two-stream-weights", default=None)
+    args = parser.parse_args()
+    overrides = {"backend": "torch"}
+    if args.two_stream_weights:
+        overrides["two_stream_weights"] = args.two_stream_weights
+    config = PipelineConfig(**overrides)
+    decode, localize, detect = DecodeELA(config), Localize(config), Detect(config)
+    labels, values = [], {name: [] for name in RULES}
+    for item in read_manifest(args.dataset):
+        data = item.image.read_bytes()
+        batch = {"uri": np.array(["x"], object), "data": np.array([data], object),
+                 "status": np.array(["ok"], object), "error": np.array([""], object)}
+        batch = detect(localize(decode(batch)))
+        if batch["status"][0] != "ok":
+            continue
+        labels.append(item.label)
+        for name, rule in RULES.items():
+            values[name].append(rule(batch["ts_map"][0], float(batch["score_wcbnet"][0])))
+    result = {name: round(float(roc_auc_score(labels, v)), 3) for name, v in values.items()}
+    print(json.dumps({"n": len(labels), "n_forged": int(sum(labels)), "image_auc": result},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Smoke tests of the benchmark scripts on a few images, so they cannot rot: every arm runs and
+reports positive figures. No wall-clock assertions (the figures are meaningless at this size)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from benchmarks import cascade, throughput
+
+
+def _positive(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_throughput_all_arms(tmp_path, capsys):
+    out = tmp_path / "throughput.json"
+    result = throughput.main(["--images", "5", "--photos", "procedural", "--batch-size", "2",
+                              "--bound-batch-sizes", "2", "--naive-threads", "1",
+                              "--ray-warmup", "0", "--out-json", str(out)])
+    printed = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    for key in ("naive", "bound", "ray", "ratios", "machine", "markdown"):
+        assert key in saved, key
+    assert saved["naive"]["images"] == saved["ray"]["images"] == 5
+    assert saved["ray"]["ok_rows"] == 5
+    for value in (result["naive"]["images_per_s"], result["bound"]["images_per_s"],
+                  result["ray"]["images_per_s"], result["ray"]["end_to_end_images_per_s"],
+                  result["bound"]["sum_cpu_s_per_image"], *result["ratios"].values()):
+        assert _positive(value), value
+    assert set(result["ratios"]) == {"ray/naive", "ray/bound", "naive/bound"}
+    assert set(result["bound"]["cpu_s_per_image"]) == set(throughput.STAGES)
+    # Same models, same preprocessing: the naive loop and the pipeline agree on every score.
+    assert result["max_score_diff"] < 1e-3
+    for text in ("os.getloadavg()", "machine:", "versions:", "command:", "ray/naive",
+                 "## Throughput"):
+        assert text in printed, text
+
+
+def test_cascade_arms(tmp_path, capsys):
+    out = tmp_path / "cascade.json"
+    result = cascade.main(["--images", "4", "--forged-fraction", "0.25", "--photos",
+                           "procedural", "--batch-size", "2", "--out-json", str(out)])
+    printed = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert set(saved["arms"]) == {"shipped", "cascade", "refine-all"}
+    arms = result["arms"]
+    assert arms["refine-all"]["refined"] == 4  # refine everything means every image
+    assert arms["shipped"]["refined"] == 0  # shipped cam_weight 0 skips refinement
+    for arm in arms.values():
+        assert arm["images"] == 4 and arm["failed"] == 0
+        assert _positive(arm["seconds"]) and _positive(arm["cpu_s_per_image"])
+    for value in result["ratios"].values():
+        assert _positive(value)
+    assert "## Cascade" in printed and "os.getloadavg()" in printed
