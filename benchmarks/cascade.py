@@ -40,7 +40,6 @@ ceiling: the cost if the score let exactly the forged images through.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -58,9 +57,8 @@ from benchmarks.common import (  # noqa: E402
     ImageSet,
     archive_image_set,
     load_average,
-    machine_info,
     markdown_table,
-    print_header,
+    run_benchmark,
     shared_note,
 )
 from tamperscan.config import PipelineConfig  # noqa: E402
@@ -319,21 +317,7 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    info = machine_info([sys.argv[0] if argv is None else "benchmarks/cascade.py",
-                         *(sys.argv[1:] if argv is None else argv)])
-    print_header(info)
-    threads = torch.get_num_threads(), cv2.getNumThreads()
-    try:
-        result = measure(args, info)
-    finally:  # this process's thread settings as they were (tests call main())
-        torch.set_num_threads(threads[0])
-        cv2.setNumThreads(threads[1])
-    if args.out_json:
-        args.out_json.parent.mkdir(parents=True, exist_ok=True)
-        args.out_json.write_text(json.dumps(result, indent=1, default=str))
-        print(f"wrote {args.out_json}")
-    return result
+    return run_benchmark("benchmarks/cascade.py", parse_args, measure, argv)
 
 
 if __name__ == "__main__":

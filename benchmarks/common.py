@@ -6,6 +6,7 @@ Importable as ``benchmarks.common`` (the scripts put the repository root on ``sy
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -397,3 +398,26 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def run_benchmark(script: str, parse_args, measure, argv: list[str] | None = None) -> dict:
+    """Header, ``measure(args, info)``, optional JSON: the shared body of each script's main().
+    Restores this process's torch/OpenCV thread settings, since tests call main() in-process."""
+    import cv2
+    import torch
+
+    args = parse_args(argv)
+    info = machine_info([sys.argv[0] if argv is None else script,
+                         *(sys.argv[1:] if argv is None else argv)])
+    print_header(info)
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        result = measure(args, info)
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
+    if args.out_json:
+        args.out_json.parent.mkdir(parents=True, exist_ok=True)
+        args.out_json.write_text(json.dumps(result, indent=1, default=str))
+        print(f"wrote {args.out_json}")
+    return result

@@ -12,3 +12,16 @@ torch.set_num_threads(1)
 
 # RELIABILITY.md: the `reliability` fixture and the report written at the end of a full run.
 pytest_plugins = ("tests.reliability_report",)
+
+
+import pytest  # noqa: E402
+import ray  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray per test module that asks for it (bulk-scan and fault tests)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()

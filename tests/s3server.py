@@ -151,3 +151,14 @@ class S3Server:
                 "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
                 "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+
+
+def serve_buckets(root, body: bytes) -> S3Server:
+    """A started server with the endpoint tests' two buckets: ``allowed`` (the endpoint may read
+    it) and ``private`` (it must refuse), each holding ``in/photo one.jpg``."""
+    server = S3Server(root).start()
+    client = server.client()
+    for bucket in ("allowed", "private"):
+        client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key="in/photo one.jpg", Body=body)
+    return server

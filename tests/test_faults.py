@@ -21,7 +21,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 
 from tamperscan.config import S3Options
 from tamperscan.io import ResultSink, read_bytes, s3_filesystem
@@ -34,14 +33,6 @@ from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.timeout(300)
 RESOURCES = ScanResources(batch_size=2)  # several batches per stage even for a few images
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

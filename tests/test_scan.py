@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-import ray
 import yaml
 
 from tamperscan.config import S3Options
@@ -23,14 +22,6 @@ from tests.reliability_report import expected_row, record_scan_rows
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from tamperscan.stages import DecodeELA, Detect, Localize, Refine, analyse, buil
 from tests.corpus import encode, make_corpus, natural_image
 from tests.helpers import decode_png, random_weights_config
 from tests.reliability_report import http_outcome
-from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port
+from tests.s3server import ACCESS_KEY, SECRET_KEY, free_port, serve_buckets
 
 KEY = "serve-test-key-0123456789abcdef"
 MAX_IMAGE_BYTES = 1_000_000
@@ -56,11 +56,7 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    server = S3Server(tmp_path_factory.mktemp("seaweed")).start()
-    client = server.client()
-    for bucket in ("allowed", "private"):
-        client.create_bucket(Bucket=bucket)
-        client.put_object(Bucket=bucket, Key="in/photo one.jpg", Body=jpeg(7))
+    server = serve_buckets(tmp_path_factory.mktemp("seaweed"), jpeg(7))
     yield server
     server.stop()
 
