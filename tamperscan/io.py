@@ -13,9 +13,10 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,7 @@ from tamperscan.config import S3Options
 MANIFEST_SUFFIXES = (".parquet", ".csv")
 RESULTS_DIR = "results"
 HEATMAPS_DIR = "heatmaps"
+T = TypeVar("T")
 
 
 class SourceError(OSError):
@@ -113,6 +115,18 @@ def read_manifest(manifest: str, s3: S3Options | None = None) -> list[str]:
     return [u for u in table.column("uri").to_pylist() if u]
 
 
+def with_retries(call: Callable[[], T], attempts: int,
+                 errors: tuple[type[BaseException], ...]) -> T:
+    """``call()``, tried up to ``attempts`` times on ``errors`` with exponential back-off
+    (0.2 s, 0.4 s, ...); the last error propagates."""
+    for attempt in range(attempts - 1):
+        try:
+            return call()
+        except errors:
+            time.sleep(0.2 * 2**attempt)
+    return call()
+
+
 def s3_key_problem(uri: str) -> str | None:
     """Why an s3:// URI cannot be read faithfully, or None. Keys with empty, ``.`` or ``..``
     segments are refused: the HTTP client normalises them away (``s3://a/../b/k`` would
@@ -147,16 +161,14 @@ def read_bytes(uri: str, max_bytes: int, s3: S3Options | None = None,
         raise
     except (OSError, ValueError) as exc:
         raise SourceError("io", f"could not read {uri}: {exc}") from exc
-    tries = max(1, attempts) if is_s3(uri) else 1
-    for attempt in range(tries):
-        try:
-            with fs.open_input_stream(path) as f:
-                data = f.read(max_bytes + 1)
-            break
-        except (OSError, ValueError) as exc:
-            if attempt == tries - 1:
-                raise SourceError("io", f"could not read {uri}: {exc}") from exc
-            time.sleep(0.2 * 2**attempt)
+    def read() -> bytes:
+        with fs.open_input_stream(path) as f:
+            return f.read(max_bytes + 1)
+
+    try:
+        data = with_retries(read, max(1, attempts) if is_s3(uri) else 1, (OSError, ValueError))
+    except (OSError, ValueError) as exc:
+        raise SourceError("io", f"could not read {uri}: {exc}") from exc
     if len(data) > max_bytes:
         raise SourceError("too_large", f"file is over the {max_bytes}-byte limit")
     return data
@@ -228,15 +240,11 @@ class ResultSink:
     def _read_part(self, path: str, columns: list[str] | None = None) -> pa.Table:
         """Read one part; retried, because some S3 servers briefly serve a just-written
         object incompletely (seen with SeaweedFS under load)."""
-        for attempt in range(5):
-            try:
-                with self.fs.open_input_file(path) as f:
-                    return pq.read_table(f, columns=columns)
-            except (pa.ArrowInvalid, OSError):
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+        def read() -> pa.Table:
+            with self.fs.open_input_file(path) as f:
+                return pq.read_table(f, columns=columns)
+
+        return with_retries(read, 5, (pa.ArrowInvalid, OSError))
 
     def done_uris(self) -> set[str]:
         """URIs already written ``ok``: a re-run skips them."""
