@@ -7,7 +7,8 @@ setup:
 scan: setup
 	.venv/bin/tamperscan scan samples/images --out scan-results/ --heatmaps
 
-test: setup
+test:
+	@TAMPERSCAN_SETUP_BROWSER=1 bash scripts/setup.sh
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 
