@@ -17,9 +17,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -c "import tamperscan, torch, ray"  # fail loudly if the install did not work
   echo "$want" > "$stamp"
 fi
-# Headless Chromium + chromedriver from Debian for the report's browser test, only for the test
-# set-up (TAMPERSCAN_SETUP_BROWSER=1, set by `make test`): a scan needs no browser.
-# (tests/test_report.py), so selenium never downloads a browser. Fast when present. Needs root:
+# Headless Chromium + chromedriver from Debian for the report's browser test
+# (tests/test_report.py), so selenium never downloads a browser; only for the test set-up
+# (TAMPERSCAN_SETUP_BROWSER=1, set by `make test`): a scan needs none. Fast when present. Needs root:
 # without it we say so and go on (that test then skips); as root (CI) a failed install fails.
 if [ "${TAMPERSCAN_SETUP_BROWSER:-0}" = 1 ] && \
    ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
