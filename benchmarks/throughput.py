@@ -311,7 +311,7 @@ def actor_ready_times(since: float) -> list[float]:
 
 
 def run_ray(image_set: ImageSet, config: PipelineConfig, batch_size: int, scratch: Path,
-            warmup_images: int) -> dict:
+            warmup_images: int, layout: str = "auto") -> dict:
     import ray
 
     from tamperscan.cli import init_ray
@@ -322,7 +322,8 @@ def run_ray(image_set: ImageSet, config: PipelineConfig, batch_size: int, scratc
     clock = time.perf_counter()
     init_ray()
     ray_start_s = time.perf_counter() - clock
-    resources = ScanResources(batch_size=batch_size)
+    resources = ScanResources(batch_size=batch_size, layout=layout)
+    scratch = scratch / f"ray-{layout}"
     context = ray.data.DataContext.get_current()
     wait_before = context.wait_for_min_actors_s
     try:
@@ -367,7 +368,8 @@ def run_ray(image_set: ImageSet, config: PipelineConfig, batch_size: int, scratc
     t_cols = {c: float(results[c].fillna(0).mean()) for c in
               ("t_decode", "t_localize", "t_detect", "t_refine")}
     return {
-        "images": n, "batch_size": batch_size, "plan": plan, "ray_start_s": ray_start_s,
+        "images": n, "batch_size": batch_size, "plan": plan, "layout": plan["layout"],
+        "ray_start_s": ray_start_s,
         "warmup_scan_s": warm_s,
         "end_to_end_s": last - submitted, "end_to_end_images_per_s": n / (last - submitted),
         "actors": len(ready), "actor_startup_s": start - submitted,
@@ -392,6 +394,46 @@ def score_agreement(a: dict[str, float], b: dict[str, float]) -> float:
     return max((abs(a[u] - b[u]) for u in common), default=float("nan"))
 
 
+def ray_profile_lines(ray_: dict, bound: dict | None, cores: int) -> list[str]:
+    """Where one Ray run's time went: CPU accounting, t_* columns, ds.stats(), start-up."""
+    lines: list[str] = []
+    cpu, rows = ray_["cpu_timed"], ray_["images"]
+    window = f"{ray_['layout']} layout, timed window (from {ray_['timed_from']})"
+    if cpu["wall_s"] > 0 and rows and cpu["tree_cpu_s"] > 0:
+        per_image = cpu["tree_cpu_s"] / rows
+        capacity = cores * cpu["wall_s"]
+        line = (f"{window}: the Ray process tree (driver, raylet, GCS, workers) spent "
+                f"{1e3 * per_image:.1f} CPU ms per image and kept "
+                f"{cpu['tree_cpu_s'] / cpu['wall_s']:.2f} of {cores} cores busy; other "
+                f"processes took {cpu['others_cpu_s'] / cpu['wall_s']:.2f} cores, "
+                f"{max(0.0, capacity - cpu['machine_busy_cpu_s']) / cpu['wall_s']:.2f} "
+                f"idle, steal {cpu['steal_cpu_s'] / cpu['wall_s']:.2f}")
+        if bound:
+            efficiency = bound["sum_cpu_s_per_image"] / per_image
+            occupancy = cpu["tree_cpu_s"] / capacity
+            line += (f" => ray/bound {efficiency * occupancy:.2f} = CPU efficiency "
+                     f"{efficiency:.2f} (isolated {1e3 * bound['sum_cpu_s_per_image']:.1f}"
+                     f" / {1e3 * per_image:.1f} CPU ms) x occupancy {occupancy:.2f}")
+        lines.append(line)
+        roles = ray_.get("cpu_by_process_timed", {})
+        lines.append("CPU ms per image by process in that window: " + ", ".join(
+            f"{role} {1e3 * cpu_s / rows:.1f}" for role, cpu_s in roles.items()
+            if cpu_s / rows >= 5e-4))
+    name = f"{ray_['layout']} layout"
+    lines.append(f"{name}, t_* columns of the Ray output (wall ms per row inside the stage): "
+                 + ", ".join(f"{k[2:]} {1e3 * v:.1f}"
+                             for k, v in ray_["t_columns_s_per_row"].items()))
+    lines.append(f"{name}, ds.stats() per operator (tasks; remote CPU s / wall s): " + "; ".join(
+        f"{op['operator']} ({op['tasks']}; {op.get('cpu_s', 0):.2f} / "
+        f"{op.get('wall_s', 0):.2f})" for op in ray_["stats"]))
+    lines.append(f"{name}, not timed: Ray start-up {ray_['ray_start_s']:.1f} s, warm-up scan "
+                 f"{ray_['warmup_scan_s']:.1f} s, starting {ray_['actors']} actors and "
+                 f"loading their weights {ray_['actor_startup_s']:.1f} s; timed: first "
+                 f"output batch after {ray_['first_batch_s']:.1f} s, "
+                 f"{ray_['output_batches']} output batches in {ray_['timed_s']:.1f} s")
+    return lines
+
+
 def profile_lines(result: dict) -> list[str]:
     """Where the time goes, one line per source (plain text, also used as Markdown bullets)."""
     cores = result["machine"]["logical_cores"]
@@ -402,40 +444,8 @@ def profile_lines(result: dict) -> list[str]:
         lines.append("isolated stage cost (CPU ms/image, 1 thread, best batch): " + ", ".join(
             f"{name} {1e3 * bound['cpu_s_per_image'][name][bound['best_batch'][name]]:.1f}"
             for name in STAGES) + f"; sum {1e3 * total:.1f}")
-    if ray_:
-        cpu, rows = ray_["cpu_timed"], ray_["images"]
-        window = f"timed window (from {ray_['timed_from']})"
-        if cpu["wall_s"] > 0 and rows and cpu["tree_cpu_s"] > 0:
-            per_image = cpu["tree_cpu_s"] / rows
-            capacity = cores * cpu["wall_s"]
-            line = (f"{window}: the Ray process tree (driver, raylet, GCS, workers) spent "
-                    f"{1e3 * per_image:.1f} CPU ms per image and kept "
-                    f"{cpu['tree_cpu_s'] / cpu['wall_s']:.2f} of {cores} cores busy; other "
-                    f"processes took {cpu['others_cpu_s'] / cpu['wall_s']:.2f} cores, "
-                    f"{max(0.0, capacity - cpu['machine_busy_cpu_s']) / cpu['wall_s']:.2f} "
-                    f"idle, steal {cpu['steal_cpu_s'] / cpu['wall_s']:.2f}")
-            if bound:
-                efficiency = bound["sum_cpu_s_per_image"] / per_image
-                occupancy = cpu["tree_cpu_s"] / capacity
-                line += (f" => ray/bound {efficiency * occupancy:.2f} = CPU efficiency "
-                         f"{efficiency:.2f} (isolated {1e3 * bound['sum_cpu_s_per_image']:.1f}"
-                         f" / {1e3 * per_image:.1f} CPU ms) x occupancy {occupancy:.2f}")
-            lines.append(line)
-            roles = ray_.get("cpu_by_process_timed", {})
-            lines.append("CPU ms per image by process in that window: " + ", ".join(
-                f"{role} {1e3 * cpu_s / rows:.1f}" for role, cpu_s in roles.items()
-                if cpu_s / rows >= 5e-4))
-        lines.append("t_* columns of the Ray output (wall ms per row inside the stage): "
-                     + ", ".join(f"{k[2:]} {1e3 * v:.1f}"
-                                 for k, v in ray_["t_columns_s_per_row"].items()))
-        lines.append("ds.stats() per operator (tasks; remote CPU s / wall s): " + "; ".join(
-            f"{op['operator']} ({op['tasks']}; {op.get('cpu_s', 0):.2f} / "
-            f"{op.get('wall_s', 0):.2f})" for op in ray_["stats"]))
-        lines.append(f"not timed: Ray start-up {ray_['ray_start_s']:.1f} s, warm-up scan "
-                     f"{ray_['warmup_scan_s']:.1f} s, starting {ray_['actors']} actors and "
-                     f"loading their weights {ray_['actor_startup_s']:.1f} s; timed: first "
-                     f"output batch after {ray_['first_batch_s']:.1f} s, "
-                     f"{ray_['output_batches']} output batches in {ray_['timed_s']:.1f} s")
+    for run in [ray_, *result.get("ray_other", [])] if ray_ else []:
+        lines += ray_profile_lines(run, bound, cores)
     naive = result.get("naive")
     if naive:
         lines.append(f"naive loop ({naive['torch_threads']} torch threads), ms/image: "
@@ -446,11 +456,12 @@ def profile_lines(result: dict) -> list[str]:
 def arm_rows(result: dict) -> list[list[str]]:
     naive, bound, ray_ = result.get("naive"), result.get("bound"), result.get("ray")
     rows = []
-    if ray_:
-        rows.append([f"Ray Data (`pipeline.build_dataset`, batch {ray_['batch_size']}), from "
-                     f"{ray_['timed_from']} to last row", f"{ray_['images_per_s']:.2f}"])
-        rows.append(["Ray Data, end to end incl. actor start-up and model loading",
-                     f"{ray_['end_to_end_images_per_s']:.2f}"])
+    for run in [ray_, *result.get("ray_other", [])] if ray_ else []:
+        rows.append([f"Ray Data, {run['layout']} layout (`pipeline.build_dataset`, batch "
+                     f"{run['batch_size']}), from {run['timed_from']} to last row",
+                     f"{run['images_per_s']:.2f}"])
+        rows.append([f"Ray Data, {run['layout']} layout, end to end incl. actor start-up and "
+                     "model loading", f"{run['end_to_end_images_per_s']:.2f}"])
     if naive:
         rows.append([f"naive loop (eager torch, batch 1, {naive['torch_threads']} threads)",
                      f"{naive['images_per_s']:.2f}"])
@@ -550,6 +561,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="torch threads of the naive loop (0: all cores)")
     parser.add_argument("--ray-warmup", type=int, default=None,
                         help="images in the untimed warm-up scan (default 2 x batch size)")
+    parser.add_argument("--layouts", nargs="+", default=["auto"],
+                        choices=["auto", "fused", "staged"],
+                        help="pipeline layouts to time (ScanResources.layout); the first is "
+                             "the headline, the others are printed beside it")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-bound", action="store_true")
     parser.add_argument("--skip-ray", action="store_true")
@@ -578,7 +593,12 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
             print(f"compute bound: {result['bound']['images_per_s']:.2f} images/s", flush=True)
         if not args.skip_ray:
             warmup = 2 * args.batch_size if args.ray_warmup is None else args.ray_warmup
-            result["ray"] = run_ray(image_set, config, args.batch_size, scratch, warmup)
+            runs = [run_ray(image_set, config, args.batch_size, scratch, warmup, layout)
+                    for layout in args.layouts]
+            result["ray"], result["ray_other"] = runs[0], runs[1:]
+            for run in runs:
+                print(f"Ray Data, {run['layout']}: {run['images_per_s']:.2f} images/s",
+                      flush=True)
     info["load_average_end"] = [round(v, 2) for v in load_average()]
     ratios = {}
     if "ray" in result and "naive" in result:
@@ -587,6 +607,9 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
                                                    result["ray"]["scores"])
     if "ray" in result and "bound" in result:
         ratios["ray/bound"] = result["ray"]["images_per_s"] / result["bound"]["images_per_s"]
+    for run in result.get("ray_other", []):
+        ratios[f"ray/ray ({run['layout']} layout)"] = (result["ray"]["images_per_s"]
+                                                       / run["images_per_s"])
     if "naive" in result and "bound" in result:
         ratios["naive/bound"] = result["naive"]["images_per_s"] / result["bound"]["images_per_s"]
     result["ratios"] = ratios

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from tamperscan.train.photos import load_photo_manifest, split_photos
-from tamperscan.train.synth import ForgerySynthesizer
+from tamperscan.train.synth import ForgerySynthesizer, SynthConfig
 
 EXTENSION = {"JPEG": "jpg", "PNG": "png", "TIFF": "tif"}
 
@@ -25,9 +25,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--count", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--copy-move-mask", choices=("both", "target"), default="both",
+                        help="copy-move ground truth: source + target (default) or the paste")
     args = parser.parse_args()
     _, val = split_photos(load_photo_manifest(args.data), val_fraction=0.1, seed=args.seed)
-    synth = ForgerySynthesizer(val, seed=args.seed + 20_000)  # not the training stream
+    synth = ForgerySynthesizer(val, seed=args.seed + 20_000,  # not the training stream
+                               config=SynthConfig(copy_move_mask=args.copy_move_mask))
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []

@@ -103,6 +103,9 @@ def train(
     val_every: int = 200,
     workers: int = 1,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
+    copy_move_mask: Annotated[str, typer.Option(
+        help="Copy-move ground truth: 'both' (source + target, as CoMoFoD/NoSo) or 'target'.",
+    )] = "both",
 ) -> None:
     """Train a net on synthetic forgeries made on the fly from authentic photos."""
     from tamperscan.train.loop import TrainSettings
@@ -114,7 +117,7 @@ def train(
                              out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr,
                              optimizer=optimizer,
                              seed=seed, train_size=train_size, val_every=val_every,
-                             workers=workers)
+                             workers=workers, copy_move_mask=copy_move_mask)
     metrics = run_train(settings, resume=resume, log=console.print)
     print(json.dumps(metrics))
 

@@ -1,8 +1,10 @@
 """The bulk scan as a Ray Data graph over the stages in `tamperscan.stages`.
 
-Ray specifics stay here and stay thin: each stage is a plain callable; read and decode run as
-tasks, the model and refinement stages as actor pools (weights load once per actor), with
-finalize and the write inside the refinement actors (see ``RefineFinalizeWrite``).
+Ray specifics stay here and stay thin: each stage is a plain callable, and the layout decides
+which process runs it. ``staged`` (clusters with GPUs): read and decode run as CPU tasks, the
+two nets in (GPU) actor pools, refinement, finalize and the write in CPU actors (see
+``RefineFinalizeWrite``). ``fused`` (CPU-only clusters, the default there): one actor per CPU
+runs every stage on its batch (``ScanWorker``), so no array crosses a process boundary.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import pyarrow as pa
 import ray
@@ -65,6 +68,11 @@ class ScanResources(BaseModel):
     refine_actors: int = Field(default=0, ge=0)
     cpus_per_actor: float = Field(default=0.0, ge=0.0)
     gpus_per_actor: float = Field(default=0.0, ge=0.0, description="fractional GPUs allowed")
+    #: "fused": every stage in one actor per CPU -- nothing crosses a process boundary, the
+    #: fastest layout without GPUs (benchmarks/throughput.py); "staged": decode tasks, model
+    #: actor pools, refinement actors -- lets a few GPU actors serve many CPU decoders;
+    #: "auto": fused on a cluster without GPUs, staged with them.
+    layout: Literal["auto", "fused", "staged"] = "auto"
 
 
 @dataclass
@@ -91,17 +99,28 @@ class ScanSummary:
 
 
 def _plan(resources: ScanResources) -> dict:
-    """Concrete actor counts and per-actor resources for the running cluster. On a small
-    machine, actors take fractional CPUs so all stages fit at once (else the pipeline stalls
-    waiting for a CPU that an idle actor holds)."""
+    """Concrete layout, actor counts and per-actor resources for the running cluster.
+
+    Fused: one single-threaded worker per CPU (``model_actors`` caps their number). Staged:
+    on a small machine actors take fractional CPUs so all stages fit at once (else the
+    pipeline stalls waiting for a CPU that an idle actor holds)."""
     cluster = ray.cluster_resources()
     cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
+    layout = resources.layout
+    if layout == "auto":
+        layout = "staged" if gpus or resources.gpus_per_actor else "fused"
+    if layout == "fused":
+        per_worker = resources.cpus_per_actor or 1.0
+        workers = max(1, int(cpus // per_worker))
+        return {"layout": "fused", "cpus_per_actor": per_worker,
+                "scan_actors": min(workers, resources.model_actors or workers)}
     cpus_per_actor = resources.cpus_per_actor or (1.0 if cpus >= 8 else 0.5)
     model_actors = resources.model_actors or max(1, int(cpus // 8))
     gpus_per_actor = resources.gpus_per_actor or (1.0 if gpus else 0.0)
     if gpus:
         model_actors = resources.model_actors or max(1, int(gpus / gpus_per_actor) // 2)
     return {
+        "layout": "staged",
         "model_actors": model_actors,
         "refine_actors": resources.refine_actors or max(1, int(cpus // 8)),
         "cpus_per_actor": cpus_per_actor,
@@ -121,6 +140,11 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
     table = pa.table({"uri": pa.array(uris, pa.string())})
     chunk = bs * 2
     ds = ray.data.from_arrow([table.slice(i, chunk) for i in range(0, len(uris), chunk)])
+    if plan["layout"] == "fused":
+        workers = ray.data.ActorPoolStrategy(size=plan["scan_actors"])
+        return ds.map_batches(ScanWorker, compute=workers, batch_size=bs, batch_format="numpy",
+                              num_cpus=plan["cpus_per_actor"],
+                              fn_constructor_args=(config, out, run_id, s3))
     task = {"batch_size": bs, "num_cpus": plan["task_cpus"], "batch_format": "numpy"}
     actor = {
         "batch_size": bs, "batch_format": "numpy", "fn_constructor_args": (config,),
@@ -154,6 +178,22 @@ class RefineFinalizeWrite:
     def __init__(self, config: PipelineConfig, out: str, run_id: str,
                  s3: S3Options | None) -> None:
         self.stages = [Refine(config), Finalize(config), WriteResults(out, run_id, s3)]
+
+    def __call__(self, batch: Batch) -> Batch:
+        return analyse(self.stages, batch)
+
+
+class ScanWorker:
+    """The whole graph for one batch in one process: read, decode + ELA, both nets, then
+    ``RefineFinalizeWrite``. On CPUs the staged layout spent a third more CPU per image than
+    the stages cost alone, moving the 384-px RGB/ELA arrays and maps between actors through
+    the object store (benchmarks/RESULTS.md); here they never leave the process. Same stages,
+    same order, same rows out as the staged layout."""
+
+    def __init__(self, config: PipelineConfig, out: str, run_id: str,
+                 s3: S3Options | None) -> None:
+        self.stages = [ReadBytes(config, s3), DecodeELA(config), Localize(config),
+                       Detect(config), RefineFinalizeWrite(config, out, run_id, s3)]
 
     def __call__(self, batch: Batch) -> Batch:
         return analyse(self.stages, batch)

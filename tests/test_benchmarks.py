@@ -17,7 +17,8 @@ def test_throughput_all_arms(tmp_path, capsys):
     out = tmp_path / "throughput.json"
     result = throughput.main(["--images", "5", "--photos", "procedural", "--batch-size", "2",
                               "--bound-batch-sizes", "2", "--naive-threads", "1",
-                              "--ray-warmup", "0", "--out-json", str(out)])
+                              "--ray-warmup", "0", "--layouts", "fused", "staged",
+                              "--out-json", str(out)])
     printed = capsys.readouterr().out
     saved = json.loads(out.read_text())
     for key in ("naive", "bound", "ray", "ratios", "machine", "markdown"):
@@ -28,7 +29,12 @@ def test_throughput_all_arms(tmp_path, capsys):
                   result["ray"]["images_per_s"], result["ray"]["end_to_end_images_per_s"],
                   result["bound"]["sum_cpu_s_per_image"], *result["ratios"].values()):
         assert _positive(value), value
-    assert set(result["ratios"]) == {"ray/naive", "ray/bound", "naive/bound"}
+    assert set(result["ratios"]) == {"ray/naive", "ray/bound", "naive/bound",
+                                     "ray/ray (staged layout)"}
+    staged = result["ray_other"][0]
+    assert (result["ray"]["layout"], staged["layout"]) == ("fused", "staged")
+    assert staged["ok_rows"] == 5 and _positive(staged["images_per_s"])
+    assert throughput.score_agreement(staged["scores"], result["ray"]["scores"]) < 1e-6
     assert set(result["bound"]["cpu_s_per_image"]) == set(throughput.STAGES)
     # Same models, same preprocessing: the naive loop and the pipeline agree on every score.
     assert result["max_score_diff"] < 1e-3

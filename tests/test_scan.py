@@ -117,6 +117,36 @@ def test_killed_scan_resumes_without_duplicates(ray_local, weights, tmp_path):
     assert not any(p.name.startswith(".tmp") for p in (out / "results").iterdir())
 
 
+def test_fused_and_staged_layouts_write_the_same_rows(ray_local, weights, tmp_path):
+    """The CPU default (every stage in one actor) and the GPU-style staged graph run the same
+    stages: same URIs, statuses, errors, scores and masks."""
+    from tamperscan.pipeline import _plan
+
+    assert _plan(ScanResources())["layout"] == "fused"  # no GPU in this cluster
+    assert _plan(ScanResources(gpus_per_actor=0.5))["layout"] == "staged"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in good_images(5).items():
+        (folder / name.replace("/", "_")).write_bytes(data)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    frames = {}
+    for layout in ("fused", "staged"):
+        out = tmp_path / f"out-{layout}"
+        summary = scan(str(folder), str(out), weights,
+                       resources=ScanResources(batch_size=2, layout=layout),
+                       show_progress=False)
+        assert summary.processed == 7
+        frames[layout] = read_results(str(out)).sort_values("uri").reset_index(drop=True)
+    fused, staged = frames["fused"], frames["staged"]
+    assert list(fused["uri"]) == list(staged["uri"]) and len(fused) == 7
+    assert list(fused["status"]) == list(staged["status"]) and (fused["status"] == "ok").sum() == 5
+    assert list(fused["error"]) == list(staged["error"])
+    ok = fused["status"] == "ok"
+    assert abs(fused["score"][ok] - staged["score"][ok]).max() < 1e-6
+    assert list(fused["mask_png"][ok]) == list(staged["mask_png"][ok])
+
+
 def test_compaction_prefers_ok_over_earlier_error(tmp_path):
     import pyarrow as pa
 

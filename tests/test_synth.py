@@ -172,12 +172,22 @@ def test_grid_shift_crops_image_and_mask_together(photos):
 
 
 def test_copy_move_reports_source_region(photos):
-    synth = ForgerySynthesizer(photos, seed=6, config=_only("copy_move", EXACT))
+    """Default mask = source | target (CoMoFoD/NoSo convention); "target" marks the paste."""
+    both = ForgerySynthesizer(photos, seed=6, config=_only("copy_move", EXACT))
+    target_only = ForgerySynthesizer(
+        photos, seed=6, config=replace(_only("copy_move", EXACT), copy_move_mask="target"))
     for index in range(4):
-        sample = synth.sample(index)
+        sample, pasted = both.sample(index), target_only.sample(index)
         source = sample.info["source_mask"]
         assert source.shape == sample.mask.shape
-        assert source.any() and not (source & sample.mask).any()
+        assert source.any() and not (source & pasted.mask).any()
+        assert np.array_equal(sample.mask, source | pasted.mask)
+        assert sample.image_bytes == pasted.image_bytes
+
+
+def test_copy_move_mask_option_is_checked():
+    with pytest.raises(ValueError, match="copy_move_mask"):
+        SynthConfig(copy_move_mask="source")
 
 
 def _ela_mean(rgb: np.ndarray, mask: np.ndarray) -> float:

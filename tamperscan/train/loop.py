@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tamperscan.nets.build import build_model, load_config, save_weights
 from tamperscan.train.data import SyntheticForgeries
 from tamperscan.train.photos import load_photo_manifest, split_photos
-from tamperscan.train.synth import ForgerySynthesizer
+from tamperscan.train.synth import ForgerySynthesizer, SynthConfig
 
 
 @dataclass
@@ -41,6 +41,7 @@ class TrainSettings:
     workers: int = 1
     train_size: int | None = None  # train at another resolution than the config's input size
     fp16_weights: bool = True
+    copy_move_mask: str = "both"  # SynthConfig.copy_move_mask: "both" | "target"
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -111,14 +112,15 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     cb_size = size if settings.net == "wcbnet" else 32
     photos = photos or load_photo_manifest(Path(settings.data_root))
     train_photos, val_photos = split_photos(photos, val_fraction=0.1, seed=settings.seed)
+    synth_config = SynthConfig(copy_move_mask=settings.copy_move_mask)
     train_set = SyntheticForgeries(
-        ForgerySynthesizer(train_photos, seed=settings.seed),
+        ForgerySynthesizer(train_photos, seed=settings.seed, config=synth_config),
         settings.steps * settings.batch_size,
         ts_size,
         cb_size,
     )
     val_set = SyntheticForgeries(
-        ForgerySynthesizer(val_photos, seed=settings.seed + 10_000),
+        ForgerySynthesizer(val_photos, seed=settings.seed + 10_000, config=synth_config),
         settings.val_samples,
         ts_size,
         cb_size,

@@ -11,8 +11,10 @@ Each sample is built in the order a real forgery is made, so its compression tra
      cut from ANOTHER photo that was re-saved at its own quality q_src, scaled/rotated
      (resampling), partially colour-matched in LAB, pasted with a feathered alpha.
    - `copy_move`: a region of the same photo pasted elsewhere (optionally rotated/scaled),
-     feathered. The mask marks the pasted TARGET only; CoMoFoD/NoSo publish source + target,
-     so `info["source_mask"]` carries the copied-from region too.
+     feathered. By default the mask marks source AND target, the convention of the copy-move
+     benchmarks (CoMoFoD, NoSo) and what an analyst wants to see (both duplicated regions);
+     `copy_move_mask="target"` marks the pasted region only. `info["source_mask"]` always
+     carries the copied-from region.
    - `removal`: `cv2.inpaint` (Telea or Navier-Stokes) over an object or blob, optionally with
      grain added back so the fill is not suspiciously smooth; mask = inpainted region.
 4. **Post-processing, identical for every kind** (so labels cannot be read off the chain):
@@ -94,6 +96,9 @@ class SynthConfig:
     p_color_match: float = 0.7
     color_match_strength_range: tuple[float, float] = (0.2, 0.8)  # partial: 1 = full transfer
     p_inpaint_grain: float = 0.5
+    #: "both": a copy-move's mask is source | target (CoMoFoD/NoSo convention); "target": the
+    #: pasted region only (the weights shipped before 2026-11-22 were trained that way).
+    copy_move_mask: str = "both"
     max_attempts: int = 10
 
     def __post_init__(self) -> None:
@@ -103,6 +108,9 @@ class SynthConfig:
             raise ValueError(f"unknown formats {set(self.format_weights)}")
         if self.size_range[0] > self.size_range[1] or self.size_range[0] < 32:
             raise ValueError(f"bad size_range {self.size_range}")
+        if self.copy_move_mask not in ("both", "target"):
+            raise ValueError(
+                f"copy_move_mask must be 'both' or 'target', not {self.copy_move_mask!r}")
 
 
 def _choose(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
@@ -391,12 +399,15 @@ class ForgerySynthesizer:
         if fmt == "JPEG":
             quality, subsampling = _quality(rng, cfg.final_quality_range), self._subsampling(rng)
             info.update(q2=quality, subsampling="4:4:4" if subsampling == 0 else "4:2:0")
+        mask = masks[0]
         if masks[1] is not None:
             info["source_mask"] = masks[1]
+            if cfg.copy_move_mask == "both":
+                mask = mask | masks[1]
         return Sample(
             image_bytes=encode_image(image, fmt, quality, subsampling),
             format=fmt,
-            mask=masks[0],
+            mask=mask,
             label=0 if kind == "authentic" else 1,
             kind=kind,
             info=info,
