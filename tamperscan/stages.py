@@ -148,6 +148,7 @@ class _NetStage:
         self.engine = build_engine(model, config.backend, precision=config.precision,
                                    cache_dir=config.engine_cache_dir,
                                    threads=config.torch_threads or None)
+        self.engine.warm_up()
         self.size = int(net_config["input_size"])
 
     def _run(self, batch: Batch, outputs: Batch, compute: Callable[[np.ndarray], Batch],

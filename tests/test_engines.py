@@ -167,6 +167,18 @@ def test_fp16_graph_keeps_fp32_io_and_tracks_fp32(models, ort_engines, cache_dir
         assert np.abs(got[name] - expected[name]).max() > 0  # it did run in reduced precision
 
 
+def test_one_thread_cpu_onnxruntime_runs_rows_singly_and_warms_up(models, ort_engines):
+    engine = ort_engines["two_stream"]
+    assert engine.max_batch == 1  # fastest per image on one CPU thread
+    inputs = _inputs(engine, 3)
+    before = engine(inputs)["logits"]
+    engine.warm_up()
+    np.testing.assert_array_equal(engine(inputs)["logits"], before)  # warm-up keeps no state
+    threaded = build_engine(models["two_stream"], "onnxruntime", threads=2, device="cpu",
+                            cache_dir=engine.cache_dir)
+    assert threaded.max_batch is None  # several threads: whole batches
+
+
 def test_large_batches_are_split(models):
     whole = build_engine(models["wcbnet"], "torch", threads=1, device="cpu")
     split = build_engine(models["wcbnet"], "torch", threads=1, device="cpu", max_batch=2)

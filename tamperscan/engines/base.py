@@ -71,6 +71,17 @@ class Engine(ABC):
             outputs[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return outputs
 
+    def warm_up(self, runs: int = 2) -> None:
+        """Run zero inputs through the net ``runs`` times, at the batch shape the engine will
+        run. The first calls of a session cost up to twice a steady one (arena growth, page
+        faults on the weights, kernel selection); a pipeline actor or a replica pays that at
+        start-up, beside loading the weights, not on its first real images."""
+        rows = min(self.max_batch or 1, 8)
+        size = self.input_size
+        zeros = {name: np.zeros((rows, 3, size, size), np.float32) for name in self.input_names}
+        for _ in range(runs):
+            self(zeros)
+
     @abstractmethod
     def _forward(self, inputs: list[np.ndarray]) -> Sequence[np.ndarray]:
         """Run one batch of at most ``max_batch`` rows: float32 arrays in ``input_names``
