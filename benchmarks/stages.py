@@ -1,7 +1,7 @@
 """Images/s of each pipeline stage, per inference backend and batch size.
 
 Usage: .venv/bin/python benchmarks/stages.py [--batch-sizes 1 4 8]
-       [--backends torch onnxruntime] [--threads 1] [--runs 3] [--image 1024x768]
+       [--backends torch onnxruntime onnxruntime/int8] [--threads 1] [--runs 3] [--image 1024x768]
 
 Times the stage classes of tamperscan/stages.py one at a time: the input batch of a stage is
 prepared once by the stages before it, then the stage is called once to warm up and ``--runs``
@@ -96,7 +96,10 @@ def base_config(threads: int, folder: Path) -> PipelineConfig:
 
 
 def model_stage(name: str, config: PipelineConfig, backend: str):
-    stage = MODEL_STAGES[name](config.model_copy(update={"backend": backend}))
+    """``backend`` is a backend name, optionally with a precision: "onnxruntime/int8"."""
+    backend, _, precision = backend.partition("/")
+    stage = MODEL_STAGES[name](config.model_copy(update={"backend": backend,
+                                                         "precision": precision or "fp32"}))
     engine = getattr(stage, "engine", None)
     if engine is not None and engine.name != backend:
         raise SystemExit(f"{name} ran on {engine.name}, not {backend}")
@@ -106,7 +109,9 @@ def model_stage(name: str, config: PipelineConfig, backend: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--backends", nargs="+",
+                        default=["torch", "onnxruntime", "onnxruntime/int8"],
+                        help="backend[/precision]; precision defaults to fp32")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--image", default="1024x768", help="WIDTHxHEIGHT of the test JPEGs")

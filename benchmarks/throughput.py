@@ -248,7 +248,8 @@ def run_bound(image_set: ImageSet, config: PipelineConfig, batch_sizes: list[int
         ("localize", Localize(config)), ("detect", Detect(config)), ("refine", Refine(config)),
         ("finalize", Finalize(config)), ("write", WriteResults(str(out), "bound")),
     ]
-    backends = {name: stage.engine.name for name, stage in stages if hasattr(stage, "engine")}
+    backends = {name: f"{stage.engine.name} {stage.engine.precision}" for name, stage in stages
+                if hasattr(stage, "engine")}
     n = len(image_set.uris)
     cpu: dict[str, dict[int, float]] = {name: {} for name, _ in stages}
     wall: dict[str, dict[int, float]] = {name: {} for name, _ in stages}

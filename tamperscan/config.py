@@ -60,7 +60,9 @@ class PipelineConfig(BaseModel):
     torch_threads: int = Field(default=0, ge=0, description="0 = let the backend decide")
     #: Inference backend for both nets (tamperscan.engines): auto | torch | onnxruntime | tensorrt.
     backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    #: "auto": on CPU the fastest measured of fp32 and int8 (ONNX Runtime static quantization;
+    #: accuracy checked in models/MODEL_CARD.md), fp32 elsewhere.
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
     #: Exported ONNX graphs, TensorRT plans, auto choices; None: $TAMPERSCAN_CACHE_DIR or
     #: ~/.cache/tamperscan.
     engine_cache_dir: str | None = None

@@ -36,8 +36,11 @@ def test_throughput_all_arms(tmp_path, capsys):
     assert staged["ok_rows"] == 5 and _positive(staged["images_per_s"])
     assert throughput.score_agreement(staged["scores"], result["ray"]["scores"]) < 1e-6
     assert set(result["bound"]["cpu_s_per_image"]) == set(throughput.STAGES)
-    # Same models, same preprocessing: the naive loop and the pipeline agree on every score.
-    assert result["max_score_diff"] < 1e-3
+    # Same models, same preprocessing: the naive loop (eager fp32) and the pipeline agree on
+    # every score -- exactly in fp32, within quantization error where `precision: auto`
+    # picked int8 on this CPU.
+    int8 = any("int8" in b for b in result["bound"]["backends"].values())
+    assert result["max_score_diff"] < (0.05 if int8 else 1e-3)
     for text in ("os.getloadavg()", "machine:", "versions:", "command:", "ray/naive",
                  "## Throughput"):
         assert text in printed, text

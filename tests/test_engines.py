@@ -303,3 +303,61 @@ def test_torch_cuda_matches_cpu(precision, models, torch_engines):
     tolerance = {"fp32": 1e-3, "fp16": 5e-2, "bf16": 1e-1}[precision]
     for key, value in expected.items():
         assert np.abs(got[key] - value).max() <= tolerance * max(1.0, np.abs(value).max())
+
+
+def _shipped(name: str) -> torch.nn.Module:
+    from tamperscan.config import model_path
+    from tamperscan.nets import load_weights
+
+    model = build_model(load_config(name)).eval()
+    load_weights(model, model_path(f"{name}.safetensors"))
+    return model
+
+
+def test_int8_localizer_tracks_fp32_on_real_inputs(cache_dir, monkeypatch):
+    """The shipped localizer, quantized as `precision: auto` picks it on CPU: its maps on the
+    bundled samples stay close to fp32 (the accuracy check on validation data is in the
+    model card), and the calibrated graph is built once per weights."""
+    from pathlib import Path
+
+    from tamperscan.preprocess.decode import decode_image
+    from tamperscan.preprocess.inputs import model_inputs
+
+    model = _shipped("two_stream")
+    fp32 = build_engine(model, "onnxruntime", cache_dir=cache_dir, threads=1)
+    int8 = build_engine(model, "onnxruntime", precision="int8", cache_dir=cache_dir, threads=1)
+    assert int8.precision == "int8" and "-int8-" in int8.onnx_path.name
+    samples = sorted((Path(__file__).resolve().parents[1] / "samples" / "images").iterdir())
+    for path in samples[:4]:
+        inputs = model_inputs(decode_image(path.read_bytes()).rgb, 90, 384, 384)
+        feeds = {"rgb": np.ascontiguousarray(inputs.rgb.transpose(2, 0, 1)[None]) / 255.0,
+                 "ela": np.ascontiguousarray(inputs.ela.transpose(2, 0, 1)[None])}
+        a, b = (1 / (1 + np.exp(-e(feeds)["logits"])) for e in (fp32, int8))
+        assert np.abs(a - b).mean() < 0.03, path.name
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95, path.name
+
+    import onnxruntime.quantization as quantization
+
+    def no_quantizing(*args, **kwargs):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(quantization, "quantize_static", no_quantizing)
+    again = build_engine(model, "onnxruntime", precision="int8", cache_dir=cache_dir, threads=1)
+    assert again.onnx_path == int8.onnx_path
+
+
+@pytest.mark.skipif(CUDA, reason="the CPU measurement path runs only without CUDA")
+def test_auto_precision_races_fp32_and_int8(models, cache_dir, monkeypatch):
+    monkeypatch.setattr(engines, "_choices", {})
+    model = models["two_stream"]
+
+    def int8_fastest(candidates, **kwargs):
+        assert set(candidates) == {"torch/fp32", "onnxruntime/fp32", "onnxruntime/int8"}
+        return {name: 0.01 if name == "onnxruntime/int8" else 0.02 for name in candidates}
+
+    monkeypatch.setattr(engines, "measure_backends", int8_fastest)
+    chosen = build_engine(model, "auto", precision="auto", cache_dir=cache_dir, threads=1)
+    assert (chosen.name, chosen.precision) == ("onnxruntime", "int8")
+    assert build_engine(model, "torch", precision="auto").precision == "fp32"
+    with pytest.raises(ValueError, match="int8 runs on the onnxruntime backend"):
+        build_engine(model, "torch", precision="int8")

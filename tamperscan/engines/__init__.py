@@ -4,12 +4,15 @@
 
 1. TensorRT when it imports and CUDA is available (if the build fails, a warning and 2.);
 2. on another CUDA machine, the torch backend (fp16/bf16 autocast, torch.compile);
-3. on CPU, the faster of torch and onnxruntime *measured on this machine*: best of 5
-   interleaved batch-1 runs of both, once per (net config, input size, precision, threads,
+3. on CPU, the fastest of torch and onnxruntime *measured on this machine*: best of 5
+   interleaved batch-1 runs of each, once per (net config, input size, precision, threads,
    CPU, library versions), remembered in memory and in ``<cache_dir>/backend_choices.json``
    (delete an entry to measure again). A static table would not transfer: which backend wins
-   depends on the CPU's vector units (oneDNN vs MLAS kernels) and the thread count. On the
-   2-core development box onnxruntime wins for both default nets (benchmarks/stages.py).
+   depends on the CPU's vector units (oneDNN vs MLAS kernels, VNNI or not) and the thread
+   count. With ``precision="auto"`` the candidates are torch fp32, onnxruntime fp32 and
+   onnxruntime int8 (statically quantized, ``engines.quantize``); on the 2-core development
+   box onnxruntime int8 wins for both default nets (benchmarks/stages.py). Elsewhere "auto"
+   precision means fp32.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ BACKENDS: dict[str, type[Engine]] = {
 }
 CHOICES_FILE = "backend_choices.json"
 CPU_CANDIDATES = ("torch", "onnxruntime")
+#: precision="auto" on CPU: every (backend, precision) pair raced against the others.
+AUTO_PRECISION_CANDIDATES = (("torch", "fp32"), ("onnxruntime", "fp32"),
+                             ("onnxruntime", "int8"))
 _choices: dict[str, str] = {}
 
 __all__ = [
@@ -59,13 +65,18 @@ def build_engine(model: nn.Module, backend: str = "auto", precision: str = "fp32
                  **options: Any) -> Engine:
     """An engine running ``model`` (a TwoStreamLocalizer or WCBNet with its weights loaded).
 
-    ``backend``: "auto" | "torch" | "onnxruntime" | "tensorrt". ``precision``: "fp32" |
-    "fp16" | "bf16". ``cache_dir`` holds exported ONNX, TensorRT plans and auto choices
-    (default: $TAMPERSCAN_CACHE_DIR or ~/.cache/tamperscan). ``threads``: intra-op threads
+    ``backend``: "auto" | "torch" | "onnxruntime" | "tensorrt". ``precision``: "auto" |
+    "fp32" | "fp16" | "bf16" | "int8" ("auto": the fastest measured of fp32 and int8 when
+    ``backend`` is "auto" on a CPU, else fp32; int8 is onnxruntime on CPU only).
+    ``cache_dir`` holds exported ONNX, TensorRT plans and auto choices (default:
+    $TAMPERSCAN_CACHE_DIR or ~/.cache/tamperscan). ``threads``: intra-op threads
     (None: the library's default). ``options`` go to the backend class (see each class); under
     "auto", options the chosen backend does not take are dropped.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    on_gpu = torch.cuda.is_available() and not str(options.get("device") or "").startswith("cpu")
+    if precision == "auto" and (backend != "auto" or on_gpu):
+        precision = "fp32"
     common = {"precision": precision, "cache_dir": cache_dir, "threads": threads}
     if backend != "auto":
         if backend not in BACKENDS:
@@ -73,7 +84,8 @@ def build_engine(model: nn.Module, backend: str = "auto", precision: str = "fp32
                              f"{['auto', *BACKENDS]}")
         return BACKENDS[backend](model, **common, **options)
     _check_options(options)
-    on_gpu = torch.cuda.is_available() and not str(options.get("device") or "").startswith("cpu")
+    if precision == "int8":  # one backend runs int8
+        return _build("onnxruntime", model, common, {**options, "device": "cpu"})
     if on_gpu and tensorrt_available():
         try:
             return _build("tensorrt", model, common, options)
@@ -102,6 +114,10 @@ def _check_options(options: dict[str, Any]) -> None:
 
 def _build(name: str, model: nn.Module, common: dict[str, Any],
            options: dict[str, Any]) -> Engine:
+    """Backend ``name``, or "backend/precision" (a precision="auto" candidate)."""
+    name, _, precision = name.partition("/")
+    if precision:
+        common = {**common, "precision": precision}
     cls = BACKENDS[name]
     accepted = _option_names(cls)
     return cls(model, **common, **{k: v for k, v in options.items() if k in accepted})
@@ -155,7 +171,9 @@ def _fastest_cpu_engine(model: nn.Module, common: dict[str, Any],
             _choices[key] = saved["backend"]
             return _build(_choices[key], model, common, options)
         engines: dict[str, Engine] = {}
-        for name in CPU_CANDIDATES:
+        candidates = (CPU_CANDIDATES if common["precision"] != "auto" else
+                      [f"{b}/{p}" for b, p in AUTO_PRECISION_CANDIDATES])
+        for name in candidates:
             try:
                 engines[name] = _build(name, model, common, {**options, "device": "cpu"})
             except Exception as exc:

@@ -19,7 +19,7 @@ from torch import nn
 from tamperscan.engines.cache import default_cache_dir
 from tamperscan.export import io_names
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 class BackendUnavailable(RuntimeError):

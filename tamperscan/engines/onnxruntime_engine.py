@@ -14,6 +14,7 @@ from torch import nn
 
 from tamperscan.engines.base import BackendUnavailable, Engine
 from tamperscan.engines.cache import cached_onnx
+from tamperscan.engines.quantize import cached_int8_onnx
 from tamperscan.export import MIN_OPSET
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -32,7 +33,8 @@ class OnnxRuntimeEngine(Engine):
     """Options: ``device`` ("cpu" | "cuda"; default cuda when the CUDA provider is usable),
     ``opset``, ``spin`` (let idle intra-op threads busy-wait; off by default because in a
     pipeline the spinning steals cores from the decode and refine workers beside it).
-    fp16 runs an fp16-weight graph with fp32 I/O; bf16 is refused (few ONNX Runtime kernels)."""
+    fp16 runs an fp16-weight graph with fp32 I/O; int8 a statically quantized graph on the CPU
+    provider (tamperscan.engines.quantize); bf16 is refused (few ONNX Runtime kernels)."""
 
     name = "onnxruntime"
     fixed_size = True
@@ -50,8 +52,14 @@ class OnnxRuntimeEngine(Engine):
         use_cuda = cuda_provider_available() if device is None else device.startswith("cuda")
         if use_cuda and not cuda_provider_available():
             raise BackendUnavailable("device='cuda' needs onnxruntime-gpu and a CUDA GPU")
-        self.onnx_path = cached_onnx(model, self.cache_dir, self.input_size, self.precision,
-                                     opset)
+        if self.precision == "int8":
+            if device is not None and device.startswith("cuda"):
+                raise ValueError("int8 graphs run on the CPU provider; use fp16 on CUDA")
+            use_cuda = False
+            self.onnx_path = cached_int8_onnx(model, self.cache_dir, self.input_size, opset)
+        else:
+            self.onnx_path = cached_onnx(model, self.cache_dir, self.input_size,
+                                         self.precision, opset)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

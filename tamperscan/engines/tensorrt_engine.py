@@ -71,6 +71,9 @@ class TensorRTEngine(Engine):
                  opt_batch: int = 8, max_batch: int = 32, workspace_gib: float = 4.0,
                  tf32: bool = False, opset: int = MIN_OPSET, **common) -> None:
         super().__init__(model, max_batch=max_batch, **common)
+        if self.precision == "int8":
+            raise ValueError("int8 runs on the onnxruntime backend (CPU); TensorRT takes "
+                             "fp32, fp16 or bf16 here")
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise BackendUnavailable("the tensorrt backend needs a CUDA GPU "

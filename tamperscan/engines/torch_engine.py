@@ -33,6 +33,8 @@ class TorchEngine(Engine):
                  channels_last: bool = True, compile: bool | None = None,
                  compile_mode: str | None = None, **common) -> None:
         super().__init__(model, **common)
+        if self.precision == "int8":
+            raise ValueError("int8 runs on the onnxruntime backend (CPU), not torch")
         if self.threads:
             torch.set_num_threads(self.threads)
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
