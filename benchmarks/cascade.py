@@ -125,7 +125,7 @@ class Arm:
             "config": {k: getattr(self.config, k) for k in (
                 "refine_threshold", "cam_weight", "refine_size", "segmenter", "backend",
                 "torch_threads")},
-            "backends": ", ".join(f"{type(s).__name__.lower()} {s.engine.name}"
+            "backends": ", ".join(f"{type(s).__name__.lower()} {s.engine.name} {s.engine.precision}"
                                   for s in self.stages if hasattr(s, "engine")),
             "images": n, "failed": len(self.failed), "seconds": t["wall"],
             "cpu_seconds": t["cpu"], "s_per_image": t["wall"] / n,

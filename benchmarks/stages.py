@@ -155,14 +155,14 @@ def main() -> None:
 def report(rows: list[tuple[str, str, int, float]]) -> None:
     baseline = {stage: batch / seconds for stage, backend, batch, seconds in rows
                 if batch == 1 and backend in ("torch", "-")}
-    print(f"{'stage':<12}{'backend':<13}{'batch':>6}{'ms/image':>10}{'images/s':>10}"
+    print(f"{'stage':<12}{'backend':<18}{'batch':>6}{'ms/image':>10}{'images/s':>10}"
           f"{'vs torch b1':>13}")
     order = ["decode+ela", *MODEL_STAGES, "refine", "finalize"]
     for stage, backend, batch, seconds in sorted(rows, key=lambda r: (order.index(r[0]), r[1],
                                                                        r[2])):
         rate = batch / seconds
         ratio = f"{rate / baseline[stage]:.2f}x" if stage in baseline else "n/a"
-        print(f"{stage:<12}{backend:<13}{batch:>6}{1e3 / rate:>10.1f}{rate:>10.2f}{ratio:>13}")
+        print(f"{stage:<12}{backend:<18}{batch:>6}{1e3 / rate:>10.1f}{rate:>10.2f}{ratio:>13}")
 
 
 if __name__ == "__main__":
