@@ -9,9 +9,11 @@ runs every stage on its batch (``ScanWorker``), so no array crosses a process bo
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import time
+import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -39,11 +41,13 @@ from tamperscan.stages import (
 class ScanFailed(RuntimeError):
     """The scan stopped part-way (storage gone, disk full...). The parts written before are
     whole (written atomically) and kept: re-running with the same output resumes.
-    ``reason`` is the underlying error, e.g. ``OSError: ... No space left on device``."""
+    ``reason`` is the underlying error, e.g. ``OSError: ... No space left on device``;
+    ``details`` its full traceback, as text (see ``scan`` for why not as a live chain)."""
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str, details: str = "") -> None:
         super().__init__(message)
         self.reason = reason
+        self.details = details
 
 
 _ERROR_LINE = re.compile(r"^((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
@@ -142,8 +146,8 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
     ds = ray.data.from_arrow([table.slice(i, chunk) for i in range(0, len(uris), chunk)])
     if plan["layout"] == "fused":
         workers = ray.data.ActorPoolStrategy(size=plan["scan_actors"])
-        return ds.map_batches(ScanWorker, compute=workers, batch_size=bs, batch_format="numpy",
-                              num_cpus=plan["cpus_per_actor"],
+        return ds.map_batches(worker_class(run_id), compute=workers, batch_size=bs,
+                              batch_format="numpy", num_cpus=plan["cpus_per_actor"],
                               fn_constructor_args=(config, out, run_id, s3))
     task = {"batch_size": bs, "num_cpus": plan["task_cpus"], "batch_format": "numpy"}
     actor = {
@@ -199,6 +203,34 @@ class ScanWorker:
         return analyse(self.stages, batch)
 
 
+def worker_class(run_id: str) -> type[ScanWorker]:
+    """``ScanWorker`` under a name unique to the run, so ``release_workers`` finds this run's
+    actors and no other's."""
+    return type("ScanWorker_" + re.sub(r"\W", "_", run_id), (ScanWorker,), {})
+
+
+def release_workers(run_id: str) -> int:
+    """Kill the fused workers of a failed run; returns how many.
+
+    Ray Data 2.60 keeps the actor handles of a dataset whose task failed in the done-callbacks
+    of its other in-flight tasks, so after a failure the actors -- and the CPUs they reserved
+    -- live as long as the driver. With the fused layout they hold every CPU, and the next
+    scan from the same process (a notebook, a retry loop, tests) would wait forever for CPUs
+    to start its own workers. Ray kills an actor when its handles are gone; these are not."""
+    from ray.actor import ActorHandle
+
+    name = worker_class(run_id).__name__
+    gc.collect()
+    handles = [obj for obj in gc.get_objects() if isinstance(obj, ActorHandle)
+               and name in obj._ray_actor_creation_function_descriptor.class_name]
+    killed = set()
+    for handle in handles:
+        if handle._actor_id not in killed:
+            ray.kill(handle, no_restart=True)
+            killed.add(handle._actor_id)
+    return len(killed)
+
+
 def scan(source: str, out: str, config: PipelineConfig | None = None,
          s3: S3Options | None = None, resources: ScanResources | None = None,
          show_progress: bool = True) -> ScanSummary:
@@ -224,11 +256,16 @@ def scan(source: str, out: str, config: PipelineConfig | None = None,
         sink.write_file("summary.json", summary.to_json().encode())
     except Exception as exc:
         reason = root_cause(exc)
-        raise ScanFailed(
+        failure = ScanFailed(
             f"scan of {source} into {out} failed after {summary.processed} of {len(todo)} "
             f"rows: {reason}. The rows written so far are kept: fix the cause and re-run "
-            "with the same output to resume.", reason) from exc
-    return summary
+            "with the same output to resume.", reason, "".join(traceback.format_exception(exc)))
+    else:
+        return summary
+    # Raised outside the handler, with the original error kept as text: a live traceback
+    # would hold the dataset (and its actors) for as long as anyone keeps the error.
+    release_workers(run_id)
+    raise failure
 
 
 def _run(ds: ray.data.Dataset, summary: ScanSummary, total: int, show_progress: bool) -> None:

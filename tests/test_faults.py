@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from tamperscan.config import S3Options
 from tamperscan.io import ResultSink, read_bytes, s3_filesystem
@@ -182,6 +183,9 @@ def test_s3_killed_mid_write_then_restarted(ray_local, weights, s3, tmp_path, re
         run.join()
     s3.restart()
     first = first_run(run)
+    if run.error is not None:  # a failed run gives its CPUs back (pipeline.release_workers)
+        wait_until(lambda: ray.available_resources().get("CPU", 0) >= 2, 30,
+                   "the failed run's workers to release their CPUs")
     options = s3_options(s3.endpoint)
     rerun = scan(source, out, weights, options, RESOURCES, show_progress=False)
     df = read_results(out, s3_filesystem(options))
