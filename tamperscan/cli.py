@@ -54,16 +54,21 @@ def scan(
     heatmaps: Annotated[bool, typer.Option(help="Also write heatmap PNGs.")] = False,
     batch_size: Annotated[int, typer.Option(help="Rows per batch.")] = 8,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
+    layout: Annotated[str, typer.Option(
+        help="auto (fused without GPUs, staged with), fused (every stage in one actor per "
+             "CPU) or staged (decode tasks feeding model actors).")] = "auto",
 ) -> None:
     """Scan every image under SOURCE; re-running with the same --out resumes."""
     from tamperscan.pipeline import ScanFailed, ScanResources
     from tamperscan.pipeline import scan as run_scan
 
+    if layout not in ("auto", "fused", "staged"):
+        raise typer.BadParameter("layout must be auto, fused or staged", param_hint="--layout")
     pipeline_config = load_pipeline_config(config, write_heatmaps=heatmaps or None)
     init_ray(num_cpus)
     try:
         summary = run_scan(source, out, pipeline_config, S3Options(endpoint_url=s3_endpoint),
-                           ScanResources(batch_size=batch_size))
+                           ScanResources(batch_size=batch_size, layout=layout))
     except ScanFailed as exc:  # a clear line and exit 1, not a Ray traceback
         Console(stderr=True).print(f"[bold red]scan failed:[/] {exc}", markup=True,
                                    highlight=False)

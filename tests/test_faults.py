@@ -218,17 +218,17 @@ def test_model_actor_killed_mid_batch(ray_local, weights, s3, tmp_path, reliabil
     uris = put_images(s3, "actor/in", 14, seed=500)
     source, out = f"s3://{BUCKET}/actor/in", str(tmp_path / "out")
     with FaultProxy(s3.s3_port, lifetime_s=240) as proxy:
-        # The reads run inside the Localize actor (Ray fuses them on a CPU node): holding one
-        # keeps that actor busy in the middle of a batch when it is killed.
+        # On a CPU node every stage runs in the ScanWorker actors (fused layout), the reads
+        # included: holding one keeps a worker busy in the middle of a batch when it is killed.
         proxy.hold_after(4, object_reads)
         run = Background(source, out, weights, s3_options(proxy.endpoint), RESOURCES)
         assert proxy.wait_held(180), "the scan never got past its first reads"
-        victims = alive_actors("Localize")
-        assert victims, "no Localize actor to kill"
+        victims = alive_actors("ScanWorker")
+        assert victims, "no ScanWorker actor to kill"
         os.kill(int(victims[0]["Pid"]), signal.SIGKILL)
         wait_until(lambda: not any(a["ActorID"] == victims[0]["ActorID"]
                                    and a["Pid"] == victims[0]["Pid"]
-                                   for a in alive_actors("Localize")), 30, "the actor to die")
+                                   for a in alive_actors("ScanWorker")), 30, "the actor to die")
         proxy.release()
         run.join()
     restarts = actor_table()[victims[0]["ActorID"]]["NumRestarts"]
@@ -237,7 +237,7 @@ def test_model_actor_killed_mid_batch(ray_local, weights, s3, tmp_path, reliabil
     df = read_results(out)
     lost, duplicated, observed = once(df, uris)
     reliability.record(
-        "Localize actor (ray worker pid) SIGKILLed mid-batch", "bulk",
+        "ScanWorker actor (ray worker pid; runs both nets) SIGKILLed mid-batch", "bulk",
         "Ray restarts the actor and retries its task: run 1 completes; all ok, once",
         f"actor restarted {restarts}×; {first}; re-run skipped {rerun.skipped_done}: "
         f"{observed}", lost=lost,
