@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import (  # noqa: E402
     ImageSet,
     archive_image_set,
-    load_average,
+    finish_report,
     markdown_table,
     run_benchmark,
     shared_note,
@@ -306,14 +306,7 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
     result["authentic"] = image_set.labels.count(0)
     result["ceiling"] = ceiling(result)
     result["verdict"] = verdict(result)
-    info["load_average_end"] = [round(v, 2) for v in load_average()]
-    one, five, _ = info["load_average_end"]
-    print(f"os.getloadavg() at end: {one:.2f} {five:.2f}")
-    report(result)
-    result["markdown"] = markdown(result)
-    print("\n---- Markdown for benchmarks/RESULTS.md ----\n")
-    print(result["markdown"])
-    return result
+    return finish_report(result, info, report, markdown)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -398,6 +399,20 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def finish_report(result: dict, info: dict, report: Callable[[dict], None],
+                  markdown: Callable[[dict], str]) -> dict:
+    """The shared tail of each script's measure(): end load average, the script's own
+    plain-text report, then its Markdown section for RESULTS.md (kept in the result)."""
+    info.setdefault("load_average_end", [round(v, 2) for v in load_average()])
+    one, five, _ = info["load_average_end"]
+    print(f"\nos.getloadavg() at end: {one:.2f} {five:.2f}")
+    report(result)
+    result["markdown"] = markdown(result)
+    print("\n---- Markdown for benchmarks/RESULTS.md ----\n")
+    print(result["markdown"])
+    return result
 
 
 def run_benchmark(script: str, parse_args, measure, argv: list[str] | None = None) -> dict:

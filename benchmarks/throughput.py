@@ -79,6 +79,7 @@ from benchmarks.common import (  # noqa: E402
     CpuSampler,
     CpuWindow,
     ImageSet,
+    finish_report,
     load_average,
     markdown_table,
     mixed_image_set,
@@ -615,13 +616,7 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
     if "naive" in result and "bound" in result:
         ratios["naive/bound"] = result["naive"]["images_per_s"] / result["bound"]["images_per_s"]
     result["ratios"] = ratios
-    one, five, _ = info["load_average_end"]
-    print(f"\nos.getloadavg() at end: {one:.2f} {five:.2f}")
-    report(result)
-    result["markdown"] = markdown(result)
-    print("\n---- Markdown for benchmarks/RESULTS.md ----\n")
-    print(result["markdown"])
-    return result
+    return finish_report(result, info, report, markdown)
 
 
 def main(argv: list[str] | None = None) -> dict:

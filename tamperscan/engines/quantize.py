@@ -29,8 +29,7 @@ CALIBRATION_RECIPE = {"version": 1, "samples": 24, "photos": 8, "photo_seed": 7,
                       "method": "MinMax"}
 
 
-def calibration_feeds(model: nn.Module, input_size: int,
-                      count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+def calibration_feeds(model: nn.Module, input_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Model feeds (batch 1, as the stages build them) from synthetic procedural forgeries."""
     from tamperscan.preprocess.decode import decode_image
     from tamperscan.preprocess.inputs import model_inputs
@@ -43,7 +42,7 @@ def calibration_feeds(model: nn.Module, input_size: int,
                                width=width)
     synth = ForgerySynthesizer(photos, seed=recipe["seed"])
     names, _ = io_names(model)
-    for index in range(count or recipe["samples"]):
+    for index in range(recipe["samples"]):
         image = decode_image(synth.sample(index).image_bytes)
         inputs = model_inputs(image.rgb, recipe["ela_quality"], input_size, input_size)
         if names == ("rgb", "ela"):  # as stages.Localize feeds the localizer
