@@ -111,6 +111,9 @@ def train(
     copy_move_mask: Annotated[str, typer.Option(
         help="Copy-move ground truth: 'both' (source + target, as CoMoFoD/NoSo) or 'target'.",
     )] = "both",
+    image_loss_weight: Annotated[float, typer.Option(
+        help="Two-stream: weight of the image-level BCE on the map's blurred max.",
+    )] = 0.0,
 ) -> None:
     """Train a net on synthetic forgeries made on the fly from authentic photos."""
     from tamperscan.train.loop import TrainSettings
@@ -122,7 +125,8 @@ def train(
                              out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr,
                              optimizer=optimizer,
                              seed=seed, train_size=train_size, val_every=val_every,
-                             workers=workers, copy_move_mask=copy_move_mask)
+                             workers=workers, copy_move_mask=copy_move_mask,
+                             image_loss_weight=image_loss_weight)
     metrics = run_train(settings, resume=resume, log=console.print)
     print(json.dumps(metrics))
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from tamperscan.nets.build import build_model, load_config, load_weights
+from tamperscan.stages import map_score
 from tamperscan.train.data import SyntheticForgeries
-from tamperscan.train.loop import TrainSettings, _loss, train
+from tamperscan.train.loop import TrainSettings, _loss, map_logit, train
 from tamperscan.train.photos import procedural_photos
 from tamperscan.train.synth import ForgerySynthesizer
 
@@ -69,3 +71,27 @@ def test_resume_continues_from_checkpoint(photos, tmp_path):
     train(settings, resume=True, log=logs.append, photos=photos, model_config=TINY["wcbnet"])
     assert any("resumed from step 4" in line for line in logs)
     assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 6
+
+
+def test_map_logit_is_the_differentiable_twin_of_the_served_image_score():
+    logits = torch.randn(3, 1, 96, 96) * 3
+    logits[1, 0, 10:20, 30:45] += 8  # a hot region
+    scores = torch.sigmoid(map_logit(logits))
+    # stages.map_score blurs probabilities, map_logit blurs logits: the same ranking and the
+    # same hot spot; equal where the map is locally flat
+    served = [map_score(torch.sigmoid(x[0]).numpy()) for x in logits]
+    assert int(scores.argmax()) == int(np.argmax(served)) == 1
+    flat = torch.full((1, 1, 64, 64), 1.5)
+    assert float(torch.sigmoid(map_logit(flat))) == pytest.approx(
+        map_score(torch.sigmoid(flat[0, 0]).numpy()), abs=1e-6)
+
+
+def test_image_loss_weight_adds_the_image_level_term(photos):
+    model = build_model(TINY["two_stream"]).eval()
+    batch = _fixed_batch("two_stream", photos)
+    batch["label"] = torch.zeros_like(batch["label"])
+    batch["mask"] = torch.zeros_like(batch["mask"])
+    with torch.no_grad():
+        plain = _loss("two_stream", model, batch, torch.device("cpu"))
+        weighted = _loss("two_stream", model, batch, torch.device("cpu"), image_loss_weight=0.5)
+    assert weighted > plain

@@ -42,6 +42,10 @@ class TrainSettings:
     train_size: int | None = None  # train at another resolution than the config's input size
     fp16_weights: bool = True
     copy_move_mask: str = "both"  # SynthConfig.copy_move_mask: "both" | "target"
+    # Two-stream only: weight of an image-level BCE on the map's blurred max (what
+    # stages.map_score reports). Pixel losses average over the image, so a few false-positive
+    # blobs in an authentic photo cost almost nothing there, yet they set its image score.
+    image_loss_weight: float = 0.0
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -51,6 +55,13 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     return (1 - (2 * inter + eps) / (union + eps)).mean()
 
 
+def map_logit(logits: torch.Tensor) -> torch.Tensor:
+    """Differentiable twin of ``stages.map_score``: the max of the logit map after a box
+    blur of side/32, one logit per image."""
+    k = max(3, logits.shape[-1] // 32) | 1
+    return F.avg_pool2d(logits, k, stride=1).amax(dim=(1, 2, 3))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -58,12 +69,18 @@ def seed_everything(seed: int) -> None:
 
 
 def _loss(
-    net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device
+    net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
+    image_loss_weight: float = 0.0,
 ) -> torch.Tensor:
     if net == "two_stream":
         logits = model(batch["rgb"].to(device), batch["ela"].to(device))
         mask = batch["mask"].to(device)
-        return F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(logits, mask)
+        loss = F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(logits, mask)
+        if image_loss_weight:
+            label = batch["label"].to(device).float()
+            loss = loss + image_loss_weight * F.binary_cross_entropy_with_logits(
+                map_logit(logits), label)
+        return loss
     logits, _ = model(batch["sela"].to(device))
     labels = batch["label"].to(device)[:, None].expand_as(logits)
     return F.binary_cross_entropy_with_logits(logits, labels)
@@ -71,15 +88,19 @@ def _loss(
 
 @torch.no_grad()
 def validate(
-    net: str, model: torch.nn.Module, loader: DataLoader, device: torch.device
+    net: str, model: torch.nn.Module, loader: DataLoader, device: torch.device,
+    image_loss_weight: float = 0.0,
 ) -> dict[str, float]:
-    """Held-apart photos: mean pixel F1@0.5 on forged samples (two-stream) or image AUC."""
+    """Held-apart photos: image AUC, and mean pixel F1@0.5 on forged samples (two-stream)."""
     model.eval()
     losses, f1s, scores, labels = [], [], [], []
     for batch in loader:
-        losses.append(float(_loss(net, model, batch, device)))
+        losses.append(float(_loss(net, model, batch, device, image_loss_weight)))
         if net == "two_stream":
-            prob = torch.sigmoid(model(batch["rgb"].to(device), batch["ela"].to(device))).cpu()
+            logits = model(batch["rgb"].to(device), batch["ela"].to(device))
+            prob = torch.sigmoid(logits).cpu()
+            scores += torch.sigmoid(map_logit(logits)).cpu().tolist()
+            labels += batch["label"].tolist()
             for p, m, y in zip(prob, batch["mask"], batch["label"], strict=True):
                 if y > 0:
                     pred, truth = p >= 0.5, m >= 0.5
@@ -165,13 +186,13 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     for batch in loader:
         if scaler_ctx is not None:
             with scaler_ctx:
-                loss = _loss(settings.net, model, batch, device)
+                loss = _loss(settings.net, model, batch, device, settings.image_loss_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
         else:
-            loss = _loss(settings.net, model, batch, device)
+            loss = _loss(settings.net, model, batch, device, settings.image_loss_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -185,7 +206,8 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
             history.append({"step": step, "loss": float(np.mean(running))})
             running, start = [], time.perf_counter()
         if step % settings.val_every == 0 or step == settings.steps:
-            metrics = validate(settings.net, model, val_loader, device)
+            metrics = validate(settings.net, model, val_loader, device,
+                               settings.image_loss_weight)
             log(f"{settings.net} step {step} " + json.dumps(metrics))
             torch.save(
                 {
