@@ -87,6 +87,7 @@ from benchmarks.common import (  # noqa: E402
     shared_note,
 )
 from tamperscan.config import PipelineConfig, model_path  # noqa: E402
+from tamperscan.copy_move import detect_copy_move  # noqa: E402
 from tamperscan.nets.build import build_model, load_config, load_weights, save_weights  # noqa: E402
 from tamperscan.preprocess.decode import DecodeLimits, decode_image  # noqa: E402
 from tamperscan.preprocess.inputs import model_inputs  # noqa: E402
@@ -174,6 +175,7 @@ class NaiveScanner:
         inputs = model_inputs(image.rgb, c.ela_quality, self.ts_size, self.cb_size)
         ela = inputs.ela.astype(np.float16).astype(np.float32)
         sela = inputs.sela.astype(np.float16).astype(np.float32)
+        copy_move = detect_copy_move(inputs.rgb, c.copy_move)  # in DecodeELA too
         lap("decode+ela")
         with torch.inference_mode():
             logits = self.localizer(_chw(inputs.rgb) / 255.0, _chw(ela)).numpy()
@@ -187,17 +189,20 @@ class NaiveScanner:
         score_cb = float(heads.mean())
         cam = fuse_geometric(normalize_cams(cams[0])).astype(np.float16)
         lap("detect")
-        score = float(np.float32((np.float32(score_ts) + np.float32(score_cb)) / 2))
+        score = float(max(np.float32((np.float32(score_ts) + np.float32(score_cb)) / 2),
+                          np.float32(copy_move.confidence)))
         refined, was_refined = None, False
         if self.refine and score >= c.refine_threshold:
             refined = refine_heatmap(self.segmenter, inputs.rgb, cam, c.refine_size)
             refined, was_refined = refined.astype(np.float16), True
         lap("refine")
-        heat = final_map(ts_map, refined, was_refined, c.cam_weight)
+        heat = final_map(ts_map, refined, was_refined, c.cam_weight,
+                         copy_move.region.astype(np.float16))
         full = cv2.resize(heat, (image.width, image.height), interpolation=cv2.INTER_LINEAR)
         mask = final_decision(full, score, c)
         row = {"uri": str(path), "score": score, "tampered": score >= c.tamper_threshold,
-               "score_two_stream": score_ts, "score_wcbnet": score_cb, "refined": was_refined,
+               "score_two_stream": score_ts, "score_wcbnet": score_cb,
+               "score_copy_move": copy_move.confidence, "refined": was_refined,
                "mask_fraction": float(mask.mean()),
                "mask_png": encode_png(mask.astype(np.uint8) * 255)}
         lap("finalize")

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tamperscan.copy_move import CopyMoveOptions
+
 #: Repo-root ``models/`` holds the configs and the shipped weights; override for deployments.
 _REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 MODELS_DIR = Path(os.environ.get("TAMPERSCAN_MODELS_DIR", _REPO_MODELS))
@@ -54,6 +56,9 @@ class PipelineConfig(BaseModel):
     cam_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     #: Side of the square working resolution of segment-and-fuse (the segmenter's cost).
     refine_size: int = Field(default=256, ge=32)
+    #: Keypoint copy-move detector (tamperscan/copy_move.py) run on the decoded image: its
+    #: confidence can raise the image score and its regions join the final map.
+    copy_move: CopyMoveOptions = Field(default_factory=CopyMoveOptions)
     segmenter: str = "felzenszwalb"
     segmenter_options: dict = Field(default_factory=dict)
     write_heatmaps: bool = False

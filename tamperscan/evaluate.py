@@ -36,7 +36,7 @@ from tamperscan.stages import (
     refine_heatmap,
 )
 
-METHODS = ("two_stream", "cam", "cam_refined", "final", "ela", "all_tampered")
+METHODS = ("two_stream", "cam", "cam_refined", "copy_move", "final", "ela", "all_tampered")
 ROBUSTNESS = {"jpeg95": ("jpeg", 95), "jpeg85": ("jpeg", 85), "jpeg75": ("jpeg", 75),
               "jpeg50": ("jpeg", 50), "resize0.75": ("resize", 0.75), "resize0.5": ("resize", 0.5)}
 
@@ -111,7 +111,8 @@ class Evaluator:
                                  self.config.refine_size)
         score = float(image_score(batch)[0])
         cascade = score >= self.config.refine_threshold and self.config.cam_weight > 0
-        heat = final_map(batch["ts_map"][0], refined, cascade, self.config.cam_weight)
+        heat = final_map(batch["ts_map"][0], refined, cascade, self.config.cam_weight,
+                         batch["cm_map"][0])
         rgb = decode_image(data).rgb  # again at full size: the ELA baseline is per original pixel
         ela = ela_absolute(rgb, self.config.ela_quality).mean(axis=2)
 
@@ -119,13 +120,15 @@ class Evaluator:
             return cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
         maps = {"two_stream": full(batch["ts_map"][0]), "cam": full(cam),
-                "cam_refined": full(refined), "final": full(heat), "ela": ela,
+                "cam_refined": full(refined), "copy_move": full(batch["cm_map"][0]),
+                "final": full(heat), "ela": ela,
                 "all_tampered": np.ones((h, w), np.float32)}
         masks = {k: v >= 0.5 for k, v in maps.items()}
         masks["final"] = final_decision(maps["final"], score, self.config)
         scores = {"two_stream": float(batch["score_two_stream"][0]),
                   "cam": float(batch["score_wcbnet"][0]),
                   "cam_refined": float(batch["score_wcbnet"][0]),
+                  "copy_move": float(batch["score_copy_move"][0]),
                   "final": score, "ela": map_score(ela), "all_tampered": 1.0}
         truth = load_mask(mask_path, (h, w)) if mask_path else None
         return Scored(label, truth, scores, maps, masks)

@@ -69,7 +69,8 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
     refined, region = refine_at(segmenter, batch["rgb"][0], batch["cam"][0], config.refine_size)
     score = float(image_score(batch)[0])
     cascade = score >= config.refine_threshold and config.cam_weight > 0
-    heat = final_map(batch["ts_map"][0], refined, cascade, config.cam_weight)
+    heat = final_map(batch["ts_map"][0], refined, cascade, config.cam_weight,
+                     batch["cm_map"][0])
     figures = {
         "ela.png": heat_overlay(view, ela_absolute(rgb, config.ela_quality).mean(axis=2), 0.7),
         **{f"cam_block{b}.png": heat_overlay(view, batch["cam_views"][0][i])
@@ -78,6 +79,7 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
         "region.png": outline_overlay(view, region, (255, 255, 0)),
         "cam_refined.png": heat_overlay(view, refined),
         "two_stream.png": heat_overlay(view, batch["ts_map"][0]),
+        "copy_move.png": outline_overlay(view, batch["cm_map"][0] >= 0.5, (0, 255, 255)),
         "final_heatmap.png": heat_overlay(view, heat),
         "final_mask.png": outline_overlay(view, final_decision(heat, score, config)),
     }
@@ -88,6 +90,7 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
                "score_two_stream": float(batch["score_two_stream"][0]),
                "score_wcbnet": float(batch["score_wcbnet"][0]),
                "score_wcbnet_heads": batch["score_wcbnet_heads"][0].tolist(),
+               "score_copy_move": float(batch["score_copy_move"][0]),
                "files": sorted(figures)}
     (out_dir / "explain.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -93,12 +93,15 @@ class ModelScores(BaseModel):
     two_stream: float = Field(description="localizer: max of the smoothed probability map")
     wcbnet: float = Field(description="WCBnet: mean of the three cross-block heads")
     wcbnet_heads: list[float] = Field(description="WCBnet heads for blocks 2, 3, 4")
+    copy_move: float = Field(default=0.0, description=(
+        "keypoint copy-move detector: 0 without a verified clone, else in [0.5, 1)"))
 
 
 class Timings(BaseModel):
     """Seconds per stage (model stages: per image within its batch) and end to end."""
 
     decode: float
+    copy_move: float = 0.0
     localize: float
     detect: float
     refine: float
@@ -110,7 +113,8 @@ class ScanResult(BaseModel):
     source: str = Field(description="upload file name, 'upload', or the s3:// URI")
     width: int
     height: int
-    score: float = Field(description="image score in [0, 1]: mean of the two detectors")
+    score: float = Field(description=(
+        "image score in [0, 1]: mean of the two nets, raised to the copy-move confidence"))
     tampered: bool = Field(description="score >= tamper_threshold")
     scores: ModelScores
     refined: bool = Field(description="whether CAM + segmentation refinement ran (cascade)")
@@ -133,7 +137,7 @@ def scan_result(row: dict, heat_overlay: bytes | None, finalize_s: float, total_
     mask_png = bytes(row["mask_png"][0])
     mask = cv2.imdecode(np.frombuffer(mask_png, np.uint8), cv2.IMREAD_GRAYSCALE) > 0
     seconds = {k: float(row[f"t_{k}"][0]) if f"t_{k}" in row else 0.0
-               for k in ("decode", "localize", "detect", "refine")}
+               for k in ("decode", "copy_move", "localize", "detect", "refine")}
     return {
         "source": str(row["uri"][0]),
         "width": int(row["width"][0]),
@@ -142,7 +146,8 @@ def scan_result(row: dict, heat_overlay: bytes | None, finalize_s: float, total_
         "tampered": bool(row["tampered"][0]),
         "scores": {"two_stream": float(row["score_two_stream"][0]),
                    "wcbnet": float(row["score_wcbnet"][0]),
-                   "wcbnet_heads": [float(v) for v in row["score_wcbnet_heads"][0]]},
+                   "wcbnet_heads": [float(v) for v in row["score_wcbnet_heads"][0]],
+                   "copy_move": float(row["score_copy_move"][0])},
         "refined": bool(row["refined"][0]),
         "mask": {"png_base64": b64(mask_png), "rle": rle_encode(mask),
                  "fraction": float(row["mask_fraction"][0])},

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import expit
 
 from tamperscan.config import PipelineConfig, S3Options, model_path
+from tamperscan.copy_move import detect_copy_move
 from tamperscan.engines import build_engine
 from tamperscan.io import SourceError, read_bytes
 from tamperscan.nets.build import build_model, load_config, load_weights
@@ -94,13 +95,16 @@ class ReadBytes:
 
 class DecodeELA:
     """bytes -> model inputs: RGB and absolute ELA at the localizer size, signed ELA at the
-    WCBnet size. ELA is computed at the original resolution, then resized."""
+    WCBnet size (ELA at the original resolution, then resized), and the training-free
+    copy-move evidence on the localizer-size RGB (CPU work on the same pixels, so it runs
+    here and every layout, the endpoint and the evaluation get it alike)."""
 
     def __init__(self, config: PipelineConfig) -> None:
         self.quality = config.ela_quality
         self.limits = DecodeLimits(max_bytes=config.max_image_bytes,
                                    max_pixels=config.max_image_pixels)
         self.ts_size, self.cb_size = input_sizes(config)
+        self.copy_move = config.copy_move
 
     def __call__(self, batch: Batch) -> Batch:
         n = _n(batch)
@@ -112,7 +116,9 @@ class DecodeELA:
             "rgb": np.zeros((n, self.ts_size, self.ts_size, 3), np.uint8),
             "ela": np.zeros((n, self.ts_size, self.ts_size, 3), np.float16),
             "sela": np.zeros((n, self.cb_size, self.cb_size, 3), np.float16),
-            "t_decode": np.zeros(n, np.float32),
+            "cm_map": np.zeros((n, self.ts_size, self.ts_size), np.float16),
+            "score_copy_move": np.zeros(n, np.float32),
+            "t_decode": np.zeros(n, np.float32), "t_copy_move": np.zeros(n, np.float32),
         }
         for i in range(n):
             if status[i] != "ok":
@@ -127,7 +133,16 @@ class DecodeELA:
                 _mark_error(out, i, exc.code, str(exc))
             except Exception as exc:  # a decoder bug must not take the batch down
                 _mark_error(out, i, "internal", f"{type(exc).__name__}: {exc}")
-            out["t_decode"][i] = time.perf_counter() - start
+            middle = time.perf_counter()
+            out["t_decode"][i] = middle - start
+            if status[i] == "ok" and self.copy_move.enabled:
+                try:
+                    found = detect_copy_move(out["rgb"][i], self.copy_move)
+                    out["cm_map"][i], out["score_copy_move"][i] = found.region, found.confidence
+                except Exception as exc:
+                    _mark_error(out, i, "internal",
+                                f"copy-move detection failed: {type(exc).__name__}: {exc}")
+                out["t_copy_move"][i] = time.perf_counter() - middle
         return out
 
 
@@ -227,8 +242,13 @@ class Detect(_NetStage):
 
 
 def image_score(batch: Batch) -> np.ndarray:
-    """Final image score: the mean of the localizer's and WCBnet's probabilities."""
-    return ((batch["score_two_stream"] + batch["score_wcbnet"]) / 2).astype(np.float32)
+    """Final image score: the mean of the localizer's and WCBnet's probabilities, raised to
+    the copy-move confidence where a clone was found (that confidence is 0 otherwise, and
+    >= 0.5 = ``tamper_threshold``'s default when found: a verified clone is a forgery)."""
+    nets = (batch["score_two_stream"] + batch["score_wcbnet"]) / 2
+    if "score_copy_move" in batch:
+        nets = np.maximum(nets, batch["score_copy_move"])
+    return nets.astype(np.float32)
 
 
 def refine_heatmap(segmenter, rgb: np.ndarray, cam: np.ndarray, size: int) -> np.ndarray:
@@ -278,14 +298,16 @@ class Refine:
         return out
 
 
-def final_map(ts_map: np.ndarray, refined: np.ndarray, was_refined: bool,
-              cam_weight: float) -> np.ndarray:
+def final_map(ts_map: np.ndarray, refined: np.ndarray | None, was_refined: bool,
+              cam_weight: float, copy_move: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel final heatmap: the localizer map, blended with the refined CAM heatmap
-    (weight ``cam_weight``) when refinement ran."""
-    ts = ts_map.astype(np.float32)
-    if not was_refined:
-        return ts
-    return (1 - cam_weight) * ts + cam_weight * refined.astype(np.float32)
+    (weight ``cam_weight``) when refinement ran; copy-move regions (source and paste) on top."""
+    heat = ts_map.astype(np.float32)
+    if was_refined:
+        heat = (1 - cam_weight) * heat + cam_weight * refined.astype(np.float32)
+    if copy_move is not None:
+        heat = np.maximum(heat, copy_move.astype(np.float32))
+    return heat
 
 
 def final_decision(heatmap: np.ndarray, score: float, config: PipelineConfig) -> np.ndarray:
@@ -320,6 +342,7 @@ class Finalize:
         scores = image_score(batch)
         tampered = _ok(batch) & (scores >= self.config.tamper_threshold)
         masks, heatmaps, fractions = [], [], np.zeros(n, np.float32)
+        cm_maps = batch.get("cm_map")
         for i in range(n):
             if batch["status"][i] != "ok":
                 masks.append(b"")
@@ -327,13 +350,14 @@ class Finalize:
                 continue
             w, h = int(batch["width"][i]), int(batch["height"][i])
             heat = final_map(batch["ts_map"][i], batch["refined"][i], batch["was_refined"][i],
-                             self.config.cam_weight)
+                             self.config.cam_weight, None if cm_maps is None else cm_maps[i])
             full = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
             mask = final_decision(full, float(scores[i]), self.config)
             fractions[i] = mask.mean()
             masks.append(encode_png(mask.astype(np.uint8) * 255))
             heatmaps.append(heatmap_png(heat) if self.config.write_heatmaps else b"")
-        timings = [k for k in ("t_decode", "t_localize", "t_detect", "t_refine") if k in batch]
+        timings = [k for k in ("t_decode", "t_copy_move", "t_localize", "t_detect", "t_refine")
+                   if k in batch]
         ok = _ok(batch)
         return {
             "uri": batch["uri"], "status": batch["status"], "error": batch["error"],
@@ -343,6 +367,8 @@ class Finalize:
             "score_two_stream": np.where(ok, batch["score_two_stream"], np.nan),
             "score_wcbnet": np.where(ok, batch["score_wcbnet"], np.nan),
             "score_wcbnet_heads": batch["score_wcbnet_heads"],
+            "score_copy_move": np.where(ok, batch.get("score_copy_move", np.zeros(n)), np.nan
+                                        ).astype(np.float32),
             "refined": batch["was_refined"],
             "mask_fraction": fractions,
             "mask_png": np.array(masks, dtype=object),

@@ -120,8 +120,8 @@ def test_multipart_upload_returns_the_documented_fields(client):
     assert result["mask"]["fraction"] == pytest.approx(mask.mean(), abs=1e-6)
     overlay = Image.open(io.BytesIO(base64.b64decode(result["heatmap_overlay_png_base64"])))
     assert overlay.size == (90, 60)
-    assert set(result["timings"]) == {"decode", "localize", "detect", "refine", "finalize",
-                                      "total"}
+    assert set(result["timings"]) == {"decode", "copy_move", "localize", "detect", "refine",
+                                      "finalize", "total"}
     assert result["model_versions"].count("@") == 2
 
 
@@ -136,6 +136,8 @@ def test_json_matches_the_in_process_stages(client, config):
         assert got["scores"]["two_stream"] == pytest.approx(float(want["score_two_stream"][0]),
                                                             abs=1e-6)
         assert got["scores"]["wcbnet"] == pytest.approx(float(want["score_wcbnet"][0]), abs=1e-6)
+        assert got["scores"]["copy_move"] == pytest.approx(float(want["score_copy_move"][0]),
+                                                           abs=1e-6)
         assert got["tampered"] == bool(want["tampered"][0])
         assert got["refined"] == bool(want["refined"][0])
         assert got["model_versions"] == want["model_versions"][0]
