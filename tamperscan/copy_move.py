@@ -29,8 +29,9 @@ class CopyMoveOptions(BaseModel):
 
     enabled: bool = True
     max_keypoints: int = Field(default=3000, ge=50)
-    #: SIFT contrast threshold: lower than OpenCV's 0.04 so flat-ish regions still get points.
-    contrast_threshold: float = Field(default=0.02, gt=0)
+    #: SIFT contrast threshold: well below OpenCV's 0.04 so flat-ish regions still get points
+    #: (0.01 detects 60 % of the validation copy-moves at 0.8 % false alarms, 0.02 53 %).
+    contrast_threshold: float = Field(default=0.01, gt=0)
     #: Generalised 2NN ratio (Amerini 2011: 0.5).
     ratio: float = Field(default=0.5, gt=0, lt=1)
     #: Nearest other keypoints examined per keypoint (g2NN finds up to k - 1 copies).

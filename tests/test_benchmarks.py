@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from benchmarks import cascade, throughput
+from benchmarks import cascade, copy_move_matching, throughput
 
 
 def _positive(value: float) -> bool:
@@ -62,3 +62,14 @@ def test_cascade_arms(tmp_path, capsys):
     for value in result["ratios"].values():
         assert _positive(value)
     assert "## Cascade" in printed and "os.getloadavg()" in printed
+
+
+def test_copy_move_matching(tmp_path, capsys):
+    out = tmp_path / "cm.json"
+    result = copy_move_matching.main(["--images", "8", "--photos", "procedural",
+                                      "--out-json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["images"] == 8 and saved["first_neighbour_mismatches"] == 0
+    for value in (*result["ms_per_image"].values(), result["nearest_speedup"]):
+        assert _positive(value), value
+    assert "## Copy-move detector cost" in capsys.readouterr().out
