@@ -7,18 +7,16 @@ On the localizer-size (384²) grey version of ``--images`` synthetic images (the
 image set of tamperscan.train.synth, as throughput.py): SIFT keypoints once per image, then
 the k nearest other descriptors by ``cv2.BFMatcher.knnMatch`` (baseline) and by
 ``tamperscan.copy_move._nearest`` (one matrix product + top-k), each timed over the same
-descriptors, median of 3 runs per image, checked to return the same neighbours. Also the
-whole detector per image (``detect_copy_move``) and its SIFT share. ``--threads`` sets torch
-and OpenCV threads (1: as one fused scan worker runs it).
+descriptors, median of 3 runs per image after a warm-up, checked to return the same
+neighbours. Also the whole detector per image (``detect_copy_move``) and its SIFT share.
+``--threads`` sets torch and OpenCV threads (1: as one fused scan worker runs it).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -36,6 +34,7 @@ from benchmarks.common import (  # noqa: E402
     run_benchmark,
     shared_note,
 )
+from benchmarks.nets import median_seconds  # noqa: E402
 from tamperscan.config import PipelineConfig  # noqa: E402
 from tamperscan.copy_move import _nearest, detect_copy_move  # noqa: E402
 from tamperscan.preprocess.decode import decode_image  # noqa: E402
@@ -52,15 +51,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _median_s(fn, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(args: argparse.Namespace, info: dict) -> dict:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -72,17 +62,17 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
                            contrastThreshold=options.contrast_threshold)
     rows = {"sift": [], "bf": [], "ours": [], "detector": [], "keypoints": []}
     mismatched = 0
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    matcher, k = cv2.BFMatcher(cv2.NORM_L2), args.neighbours
     for rgb in rgbs:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        rows["sift"].append(_median_s(lambda g=gray: sift.detectAndCompute(g, None)))
-        rows["detector"].append(_median_s(lambda x=rgb: detect_copy_move(x, options)))
+        rows["sift"].append(median_seconds(lambda g=gray: sift.detectAndCompute(g, None), 3))
+        rows["detector"].append(median_seconds(lambda x=rgb: detect_copy_move(x, options), 3))
         _, desc = sift.detectAndCompute(gray, None)
         if desc is None or len(desc) <= args.neighbours:
             continue
         rows["keypoints"].append(len(desc))
-        rows["bf"].append(_median_s(lambda d=desc: matcher.knnMatch(d, d, k=args.neighbours + 1)))
-        rows["ours"].append(_median_s(lambda d=desc: _nearest(d, args.neighbours)))
+        rows["bf"].append(median_seconds(lambda d=desc: matcher.knnMatch(d, d, k=k + 1), 3))
+        rows["ours"].append(median_seconds(lambda d=desc: _nearest(d, k), 3))
         idx, _ = _nearest(desc, args.neighbours)
         want = np.array([[m.trainIdx for m in r if m.trainIdx != i][:args.neighbours]
                          for i, r in enumerate(matcher.knnMatch(desc, desc,
