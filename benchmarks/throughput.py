@@ -199,7 +199,9 @@ class NaiveScanner:
         heat = final_map(ts_map, refined, was_refined, c.cam_weight,
                          copy_move.region.astype(np.float16))
         full = cv2.resize(heat, (image.width, image.height), interpolation=cv2.INTER_LINEAR)
-        mask = final_decision(full, score, c)
+        clone = cv2.resize(copy_move.region, (image.width, image.height),
+                           interpolation=cv2.INTER_LINEAR)
+        mask = final_decision(full, score, c, clone)
         row = {"uri": str(path), "score": score, "tampered": score >= c.tamper_threshold,
                "score_two_stream": score_ts, "score_wcbnet": score_cb,
                "score_copy_move": copy_move.confidence, "refined": was_refined,

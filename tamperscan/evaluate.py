@@ -124,7 +124,7 @@ class Evaluator:
                 "final": full(heat), "ela": ela,
                 "all_tampered": np.ones((h, w), np.float32)}
         masks = {k: v >= 0.5 for k, v in maps.items()}
-        masks["final"] = final_decision(maps["final"], score, self.config)
+        masks["final"] = final_decision(maps["final"], score, self.config, maps["copy_move"])
         scores = {"two_stream": float(batch["score_two_stream"][0]),
                   "cam": float(batch["score_wcbnet"][0]),
                   "cam_refined": float(batch["score_wcbnet"][0]),

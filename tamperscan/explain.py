@@ -81,7 +81,8 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
         "two_stream.png": heat_overlay(view, batch["ts_map"][0]),
         "copy_move.png": outline_overlay(view, batch["cm_map"][0] >= 0.5, (0, 255, 255)),
         "final_heatmap.png": heat_overlay(view, heat),
-        "final_mask.png": outline_overlay(view, final_decision(heat, score, config)),
+        "final_mask.png": outline_overlay(
+            view, final_decision(heat, score, config, batch["cm_map"][0].astype(np.float32))),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, image in figures.items():

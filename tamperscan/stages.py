@@ -310,10 +310,18 @@ def final_map(ts_map: np.ndarray, refined: np.ndarray | None, was_refined: bool,
     return heat
 
 
-def final_decision(heatmap: np.ndarray, score: float, config: PipelineConfig) -> np.ndarray:
-    """The reported mask: heatmap pixels over the mask threshold, only in tampered images."""
+def final_decision(heatmap: np.ndarray, score: float, config: PipelineConfig,
+                   copy_move: np.ndarray | None = None) -> np.ndarray:
+    """The reported mask, only in tampered images: the verified copy-move regions when the
+    detector found a clone (the localizer's other hot pixels are then false alarms: mean
+    mask F1 on the validation split 0.370 vs 0.334 for the union, MODEL_CARD.md), else the
+    heatmap pixels over the mask threshold. ``copy_move`` at the heatmap's resolution."""
     if score < config.tamper_threshold:
         return np.zeros(heatmap.shape, bool)
+    if copy_move is not None:
+        clone = copy_move >= 0.5
+        if clone.any():
+            return clone
     return heatmap >= config.mask_threshold
 
 
@@ -352,7 +360,9 @@ class Finalize:
             heat = final_map(batch["ts_map"][i], batch["refined"][i], batch["was_refined"][i],
                              self.config.cam_weight, None if cm_maps is None else cm_maps[i])
             full = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
-            mask = final_decision(full, float(scores[i]), self.config)
+            clone = None if cm_maps is None else cv2.resize(
+                cm_maps[i].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            mask = final_decision(full, float(scores[i]), self.config, clone)
             fractions[i] = mask.mean()
             masks.append(encode_png(mask.astype(np.uint8) * 255))
             heatmaps.append(heatmap_png(heat) if self.config.write_heatmaps else b"")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from tamperscan.config import PipelineConfig
 from tamperscan.copy_move import CopyMoveOptions, _nearest, confidence, detect_copy_move
-from tamperscan.stages import DecodeELA, final_map, image_score
+from tamperscan.stages import DecodeELA, final_decision, final_map, image_score
 
 SIZE = 384
 
@@ -120,3 +120,15 @@ def test_pipeline_raises_score_and_marks_map():
     assert image_score(out)[0] == pytest.approx(out["score_copy_move"][0])
     heat = final_map(np.zeros((SIZE, SIZE), np.float16), None, False, 0.0, out["cm_map"][0])
     assert heat[truth].mean() > 0.8
+
+
+def test_reported_mask_is_the_clone_when_one_is_verified():
+    config = PipelineConfig()
+    heat = np.zeros((40, 40), np.float32)
+    heat[:10] = 0.9  # a localizer hot spot elsewhere
+    clone = np.zeros((40, 40), np.float32)
+    clone[20:30, 20:30] = 1.0
+    assert np.array_equal(final_decision(heat, 0.9, config, clone), clone >= 0.5)
+    assert np.array_equal(final_decision(heat, 0.9, config, np.zeros_like(clone)),
+                          heat >= config.mask_threshold)
+    assert not final_decision(heat, 0.1, config, clone).any()  # not tampered: no mask
