@@ -27,11 +27,11 @@ from tamperscan.results import OUTPUT_SCHEMA
 #: Everything the report shows, without the heavy per-row bytes (mask_png is read for the
 #: top-K rows only).
 COLUMNS = ("uri", "status", "error", "width", "height", "score", "tampered", "score_two_stream",
-           "score_wcbnet", "score_wcbnet_heads", "refined", "mask_fraction", "heatmap_path",
-           "run_id")
+           "score_wcbnet", "score_wcbnet_heads", "score_copy_move", "refined", "mask_fraction",
+           "heatmap_path", "run_id")
 #: Field order of one row in a page file (arrays, not objects: a third of the bytes).
 PAGE_FIELDS = ("uri", "status", "error", "score", "ts", "wc", "heads", "mask", "w", "h",
-               "refined", "img")
+               "refined", "img", "cm")
 SCORE_SCALE = 10_000  # index scores are integers: 4 decimals, compact JSON
 # Packed per-row flags (one hex digit per row in the index).
 ERROR, FLAGGED = 1, 2
@@ -181,6 +181,7 @@ def page_rows(df: pd.DataFrame, images: dict[int, dict]) -> list[tuple]:
         [None if v is None else int(v) for v in ints["width"]],
         [None if v is None else int(v) for v in ints["height"]],
         df["refined"].fillna(False).to_numpy(dtype=bool).tolist(), img,
+        _nullable(_floats(df["score_copy_move"])),  # null in folders scanned before it existed
     ]
     return list(zip(*columns, strict=True))
 

@@ -178,6 +178,7 @@
       const models = el("div", "models");
       models.appendChild(bar("two-stream", row[F.ts], threshold));
       models.appendChild(bar("WCBnet", row[F.wc], threshold));
+      if (F.cm !== undefined && row[F.cm]) models.appendChild(bar("copy-move", row[F.cm], threshold));
       const heads = row[F.heads];
       const extra = el("div", "extra");
       extra.appendChild(el("span", null, "heads b2/b3/b4 " +
