@@ -360,8 +360,10 @@ class Finalize:
             heat = final_map(batch["ts_map"][i], batch["refined"][i], batch["was_refined"][i],
                              self.config.cam_weight, None if cm_maps is None else cm_maps[i])
             full = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
-            clone = None if cm_maps is None else cv2.resize(
-                cm_maps[i].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            clone = None  # resized to the original only when there is a clone
+            if cm_maps is not None and cm_maps[i].any():
+                clone = cv2.resize(cm_maps[i].astype(np.float32), (w, h),
+                                   interpolation=cv2.INTER_LINEAR)
             mask = final_decision(full, float(scores[i]), self.config, clone)
             fractions[i] = mask.mean()
             masks.append(encode_png(mask.astype(np.uint8) * 255))

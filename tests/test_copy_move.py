@@ -12,7 +12,14 @@ from PIL import Image
 
 from tamperscan.config import PipelineConfig
 from tamperscan.copy_move import CopyMoveOptions, _nearest, confidence, detect_copy_move
-from tamperscan.stages import DecodeELA, final_decision, final_map, image_score
+from tamperscan.stages import (
+    DecodeELA,
+    analyse,
+    build_stages,
+    final_decision,
+    final_map,
+    image_score,
+)
 
 SIZE = 384
 
@@ -132,3 +139,16 @@ def test_reported_mask_is_the_clone_when_one_is_verified():
     assert np.array_equal(final_decision(heat, 0.9, config, np.zeros_like(clone)),
                           heat >= config.mask_threshold)
     assert not final_decision(heat, 0.1, config, clone).any()  # not tampered: no mask
+
+
+def test_scan_row_reports_the_clone_as_its_mask():
+    forged, truth = paste(scene(), (40, 50), (220, 230), 100)
+    buf = io.BytesIO()
+    Image.fromarray(forged).save(buf, "PNG")
+    config = PipelineConfig(backend="torch", precision="fp32")
+    batch = {"uri": np.array(["a.png"], object), "data": np.array([buf.getvalue()], object)}
+    row = analyse(build_stages(config), batch)
+    assert row["status"][0] == "ok" and row["tampered"][0]
+    assert row["score_copy_move"][0] >= 0.5 and row["score"][0] >= row["score_copy_move"][0]
+    mask = cv2.imdecode(np.frombuffer(row["mask_png"][0], np.uint8), cv2.IMREAD_GRAYSCALE) > 0
+    assert iou(mask, truth) > 0.5
