@@ -152,3 +152,20 @@ def test_scan_row_reports_the_clone_as_its_mask():
     assert row["score_copy_move"][0] >= 0.5 and row["score"][0] >= row["score_copy_move"][0]
     mask = cv2.imdecode(np.frombuffer(row["mask_png"][0], np.uint8), cv2.IMREAD_GRAYSCALE) > 0
     assert iou(mask, truth) > 0.5
+
+
+def test_a_detector_failure_is_an_error_row_not_a_crash(monkeypatch):
+    import tamperscan.stages as stages
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(stages, "detect_copy_move", broken)
+    good = io.BytesIO()
+    Image.fromarray(scene()).save(good, "PNG")
+    batch = {"uri": np.array(["a.png", "b.png"], object),
+             "data": np.array([good.getvalue(), good.getvalue()], object)}
+    out = DecodeELA(PipelineConfig())(batch)
+    assert list(out["status"]) == ["error", "error"]
+    assert all(e.startswith("internal: copy-move detection failed: RuntimeError")
+               for e in out["error"])
