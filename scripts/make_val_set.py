@@ -27,13 +27,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--copy-move-mask", choices=("both", "target"), default="both",
                         help="copy-move ground truth: source + target (default) or the paste")
+    parser.add_argument("--photometric", type=float, default=0.0, metavar="P",
+                        help="probability of a CoMoFoD-style global change (SynthConfig)")
     parser.add_argument("--size-range", type=int, nargs=2, metavar=("MIN", "MAX"),
                         help="longer-side range of the samples (default: the synthesis default)")
     args = parser.parse_args()
     _, val = split_photos(load_photo_manifest(args.data), val_fraction=0.1, seed=args.seed)
     synth = ForgerySynthesizer(val, seed=args.seed + 20_000,  # not the training stream
                                size_range=args.size_range,
-                               config=SynthConfig(copy_move_mask=args.copy_move_mask))
+                               config=SynthConfig(copy_move_mask=args.copy_move_mask,
+                                                  p_photometric=args.photometric))
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []

@@ -114,6 +114,10 @@ def train(
     image_loss_weight: Annotated[float, typer.Option(
         help="Two-stream: weight of the image-level BCE on the map's blurred max.",
     )] = 0.0,
+    photometric: Annotated[float, typer.Option(
+        help="Probability of a CoMoFoD-style global change (brightness, contrast, blur, "
+             "noise, colour reduction) after the forgery; 0 reproduces the shipped weights.",
+    )] = 0.0,
 ) -> None:
     """Train a net on synthetic forgeries made on the fly from authentic photos."""
     from tamperscan.train.loop import TrainSettings
@@ -126,7 +130,7 @@ def train(
                              optimizer=optimizer,
                              seed=seed, train_size=train_size, val_every=val_every,
                              workers=workers, copy_move_mask=copy_move_mask,
-                             image_loss_weight=image_loss_weight)
+                             image_loss_weight=image_loss_weight, photometric=photometric)
     metrics = run_train(settings, resume=resume, log=console.print)
     print(json.dumps(metrics))
 

@@ -24,8 +24,9 @@ from pydantic import BaseModel, Field
 
 
 class CopyMoveOptions(BaseModel):
-    """Detector settings. ``min_inliers`` is the decision threshold: calibrated on the
-    synthetic validation split (scripts/calibrate_copy_move.py), never on evaluation data."""
+    """Detector settings. ``min_inliers`` and ``verify_zncc`` are the decision rule:
+    calibrated on synthetic validation splits (scripts/calibrate_copy_move.py), never on
+    evaluation data."""
 
     enabled: bool = True
     max_keypoints: int = Field(default=3000, ge=50)
@@ -43,7 +44,13 @@ class CopyMoveOptions(BaseModel):
     #: Clones (affine models) looked for per image.
     max_clones: int = Field(default=3, ge=1)
     #: Consistent matches needed to report a clone.
-    min_inliers: int = Field(default=9, ge=3)
+    min_inliers: int = Field(default=7, ge=3)
+    #: A clone must also look copied where it was matched: the median ZNCC, over its matched
+    #: points, of (window x window) patches of the image and of the image warped by the clone.
+    #: Pasted pixels correlate near 1 with their source; repetitive natural structure (tiles,
+    #: windows, foliage) that survives RANSAC mostly does not, so fewer matches suffice.
+    verify_window: int = Field(default=15, ge=3)
+    verify_zncc: float = Field(default=0.85, ge=0, lt=1)
     #: Spread of the confidence above ``min_inliers``: confidence = 1 - exp(-extra / scale) / 2.
     confidence_scale: float = Field(default=10.0, gt=0)
     #: Local zero-normalised cross-correlation (window side, threshold) for the region map.
@@ -168,6 +175,30 @@ def _zncc(a: np.ndarray, b: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def seed_correlation(gray: np.ndarray, model: np.ndarray, dst: np.ndarray,
+                     window: int) -> float:
+    """Median local ZNCC between the image and its warp by ``model`` (src -> dst) at the
+    clone's matched destination points: near 1 for copied pixels."""
+    h, w = gray.shape
+    image = gray.astype(np.float32)
+    warped = cv2.warpAffine(image, model, (w, h), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    zncc = _zncc(image, warped, window)
+    xs = np.clip(np.round(dst[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.round(dst[:, 1]).astype(int), 0, h - 1)
+    return float(np.median(zncc[ys, xs]))
+
+
+def verified_clones(gray: np.ndarray, options: CopyMoveOptions
+                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`find_clones` that also pass the correlation check (``verify_zncc``), best first."""
+    clones = find_clones(gray, options)
+    if options.verify_zncc <= 0:
+        return clones
+    return [c for c in clones
+            if seed_correlation(gray, c[0], c[2], options.verify_window) >= options.verify_zncc]
+
+
 def _region(gray: np.ndarray, model: np.ndarray, seeds: np.ndarray,
             options: CopyMoveOptions) -> np.ndarray:
     """Pixels whose neighbourhood reappears under ``model`` (image correlated with itself
@@ -202,7 +233,7 @@ def detect_copy_move(rgb: np.ndarray, options: CopyMoveOptions | None = None) ->
     region = np.zeros((h, w), np.float32)
     if not options.enabled:
         return CopyMoveResult(0, 0.0, region)
-    clones = find_clones(gray, options)
+    clones = verified_clones(gray, options)
     inliers = len(clones[0][1]) if clones else 0
     conf = confidence(inliers, options)
     for model, src, dst in clones:

@@ -11,7 +11,14 @@ import pytest
 from PIL import Image
 
 from tamperscan.config import PipelineConfig
-from tamperscan.copy_move import CopyMoveOptions, _nearest, confidence, detect_copy_move
+from tamperscan.copy_move import (
+    CopyMoveOptions,
+    _nearest,
+    confidence,
+    detect_copy_move,
+    find_clones,
+    seed_correlation,
+)
 from tamperscan.stages import (
     DecodeELA,
     analyse,
@@ -71,6 +78,27 @@ def test_finds_shifted_and_rotated_clones_with_both_regions(angle):
     # both halves are marked, not only one
     assert (found.region[50:150, 40:140] > 0).mean() > 0.3
     assert (found.region[230:330, 220:320] > 0).mean() > 0.3
+
+
+def test_correlation_check_separates_a_copy_from_look_alike_structure():
+    """A pasted disc correlates ~1 with its source under the clone's map; the same disc with
+    fresh pixel noise still gets consistent keypoint matches but not the correlation, so the
+    check rejects it."""
+    rng = np.random.default_rng(5)
+    image = scene(3)
+    forged, _ = paste(image, (40, 50), (220, 230), 100)
+    lookalike = forged.astype(np.float32)
+    lookalike[230:330, 220:320] += rng.normal(0, 16, (100, 100, 3))  # same shapes, new pixels
+    lookalike = np.clip(lookalike, 0, 255).astype(np.uint8)
+    options = CopyMoveOptions(min_inliers=3)
+    for rgb, copied in ((forged, True), (lookalike, False)):
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        clones = find_clones(gray, options)
+        assert clones, "RANSAC should find the matched structure in both images"
+        model, _, dst = clones[0]
+        correlation = seed_correlation(gray, model, dst, options.verify_window)
+        assert (correlation >= options.verify_zncc) == copied, correlation
+    assert detect_copy_move(forged).confidence >= 0.5
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

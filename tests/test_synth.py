@@ -23,7 +23,14 @@ from tamperscan.train.photos import (
     procedural_photos,
     split_photos,
 )
-from tamperscan.train.synth import KINDS, ForgerySynthesizer, SynthConfig, random_blob
+from tamperscan.train.synth import (
+    KINDS,
+    PHOTOMETRIC,
+    ForgerySynthesizer,
+    SynthConfig,
+    photometric,
+    random_blob,
+)
 
 MAGIC = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG", "TIFF": (b"II*\x00", b"MM\x00*")}
 
@@ -183,6 +190,34 @@ def test_copy_move_reports_source_region(photos):
         assert source.any() and not (source & pasted.mask).any()
         assert np.array_equal(sample.mask, source | pasted.mask)
         assert sample.image_bytes == pasted.image_bytes
+
+
+@pytest.mark.parametrize("family", PHOTOMETRIC)
+def test_each_photometric_family_changes_the_whole_image(photos, family):
+    rgb = photos[0].rgb
+    rng = np.random.default_rng(PHOTOMETRIC.index(family))
+    for _ in range(50):  # the family is drawn: retry until this one comes up
+        out, kind = photometric(rng, rgb, SynthConfig())
+        if kind == family:
+            break
+    assert kind == family and out.shape == rgb.shape and out.dtype == np.uint8
+    changed = np.any(out != rgb, axis=2)
+    assert changed.mean() > 0.3, f"{family} changed {changed.mean():.2f} of the pixels"
+
+
+def test_photometric_samples_keep_their_masks(photos):
+    """Photometric changes move no pixel, so the mask is the one of the same geometry; off by
+    default (the training streams of the shipped weights stay as they were)."""
+    assert SynthConfig().p_photometric == 0.0
+    assert ForgerySynthesizer(photos, seed=2).sample(0).info["photometric"] is None
+    config = replace(_only("copy_move", EXACT), p_photometric=1.0)
+    synth = ForgerySynthesizer(photos, seed=6, config=config)
+    by_name = {p.name: p.rgb for p in photos}
+    for index in range(4):
+        sample = synth.sample(index)
+        rgb = _check_sample(sample, "copy_move")
+        assert sample.info["photometric"] in PHOTOMETRIC
+        assert rgb.shape == by_name[sample.info["host"]].shape
 
 
 def test_copy_move_mask_option_is_checked():

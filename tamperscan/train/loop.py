@@ -42,6 +42,7 @@ class TrainSettings:
     train_size: int | None = None  # train at another resolution than the config's input size
     fp16_weights: bool = True
     copy_move_mask: str = "both"  # SynthConfig.copy_move_mask: "both" | "target"
+    photometric: float = 0.0  # SynthConfig.p_photometric (CoMoFoD-style global changes)
     # Two-stream only: weight of an image-level BCE on the map's blurred max (what
     # stages.map_score reports). Pixel losses average over the image, so a few false-positive
     # blobs in an authentic photo cost almost nothing there, yet they set its image score.
@@ -133,7 +134,8 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     cb_size = size if settings.net == "wcbnet" else 32
     photos = photos or load_photo_manifest(Path(settings.data_root))
     train_photos, val_photos = split_photos(photos, val_fraction=0.1, seed=settings.seed)
-    synth_config = SynthConfig(copy_move_mask=settings.copy_move_mask)
+    synth_config = SynthConfig(copy_move_mask=settings.copy_move_mask,
+                               p_photometric=settings.photometric)
     train_set = SyntheticForgeries(
         ForgerySynthesizer(train_photos, seed=settings.seed, config=synth_config),
         settings.steps * settings.batch_size,

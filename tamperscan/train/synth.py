@@ -99,6 +99,16 @@ class SynthConfig:
     #: "both": a copy-move's mask is source | target (CoMoFoD/NoSo convention); "target": the
     #: pasted region only (the weights shipped before 2026-11-22 were trained that way).
     copy_move_mask: str = "both"
+    #: Probability of one global photometric change after the forgery, to forged and authentic
+    #: images alike: the post-processing families of CoMoFoD (brightness, contrast, blur, noise,
+    #: colour reduction; its JPEG family is the final save). 0 (the default) draws nothing, so
+    #: the streams the shipped weights were trained on are reproduced exactly.
+    p_photometric: float = 0.0
+    brightness_range: tuple[float, float] = (10.0, 40.0)  # grey levels, either sign
+    contrast_range: tuple[float, float] = (0.7, 1.3)  # gain around the image mean
+    blur_sigma_range: tuple[float, float] = (0.5, 1.5)
+    noise_sigma_range: tuple[float, float] = (1.0, 6.0)  # grey levels, per pixel and channel
+    colour_levels_range: tuple[int, int] = (16, 64)  # levels per channel after reduction
     max_attempts: int = 10
 
     def __post_init__(self) -> None:
@@ -281,6 +291,30 @@ def _paste(
     mask = np.zeros((hh, hw), bool)
     mask[y0:y1, x0:x1] = inside
     return mask
+
+
+PHOTOMETRIC = ("brightness", "contrast", "blur", "noise", "colour_reduction")
+
+
+def photometric(rng: np.random.Generator, image: np.ndarray,
+                cfg: SynthConfig) -> tuple[np.ndarray, str]:
+    """One CoMoFoD-style global change of the whole image (geometry untouched, so masks stay)."""
+    kind = PHOTOMETRIC[int(rng.integers(len(PHOTOMETRIC)))]
+    pixels = image.astype(np.float32)
+    if kind == "brightness":
+        pixels += _uniform(rng, cfg.brightness_range) * rng.choice([-1.0, 1.0])
+    elif kind == "contrast":
+        mean = pixels.mean(axis=(0, 1), keepdims=True)
+        pixels = mean + (pixels - mean) * _uniform(rng, cfg.contrast_range)
+    elif kind == "blur":
+        pixels = cv2.GaussianBlur(pixels, (0, 0), _uniform(rng, cfg.blur_sigma_range))
+    elif kind == "noise":
+        sigma = _uniform(rng, cfg.noise_sigma_range)
+        pixels += rng.standard_normal(pixels.shape).astype(np.float32) * sigma
+    else:
+        step = 256.0 / int(rng.integers(cfg.colour_levels_range[0], cfg.colour_levels_range[1] + 1))
+        pixels = (np.floor(pixels / step) + 0.5) * step
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8), kind
 
 
 class ForgerySynthesizer:
@@ -656,6 +690,9 @@ class ForgerySynthesizer:
                 for m in masks
             ]
             info["resize"] = round(scale, 3)
+        info["photometric"] = None
+        if cfg.p_photometric > 0 and rng.random() < cfg.p_photometric:
+            image, info["photometric"] = photometric(rng, image, cfg)
         info["grid_shift"] = (0, 0)
         if rng.random() < cfg.p_grid_shift:
             dy, dx = 0, 0
