@@ -114,7 +114,7 @@ class ScanResult(BaseModel):
     width: int
     height: int
     score: float = Field(description=(
-        "image score in [0, 1]: mean of the two nets, raised to the copy-move confidence"))
+        "image score in [0, 1]: mean of the two nets, noisy-OR with the copy-move confidence"))
     tampered: bool = Field(description="score >= tamper_threshold")
     scores: ModelScores
     refined: bool = Field(description="whether CAM + segmentation refinement ran (cascade)")

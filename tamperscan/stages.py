@@ -242,12 +242,16 @@ class Detect(_NetStage):
 
 
 def image_score(batch: Batch) -> np.ndarray:
-    """Final image score: the mean of the localizer's and WCBnet's probabilities, raised to
-    the copy-move confidence where a clone was found (that confidence is 0 otherwise, and
-    >= 0.5 = ``tamper_threshold``'s default when found: a verified clone is a forgery)."""
+    """Final image score: the mean of the localizer's and WCBnet's probabilities, combined
+    with the copy-move confidence by noisy-OR, 1 - (1 - nets)(1 - copy_move): either kind of
+    evidence can flag an image, and a verified clone (confidence >= 0.5 =
+    ``tamper_threshold``'s default, 0 without one) always lifts an image above every image
+    with the same net score and none. On both synthetic validation splits it ranks images
+    better than taking the larger of the two (image AUC 0.688 vs 0.670, 0.670 vs 0.655;
+    MODEL_CARD.md)."""
     nets = (batch["score_two_stream"] + batch["score_wcbnet"]) / 2
     if "score_copy_move" in batch:
-        nets = np.maximum(nets, batch["score_copy_move"])
+        nets = 1 - (1 - nets) * (1 - batch["score_copy_move"])
     return nets.astype(np.float32)
 
 
