@@ -118,6 +118,12 @@ def train(
         help="Probability of a CoMoFoD-style global change (brightness, contrast, blur, "
              "noise, colour reduction) after the forgery; 0 reproduces the shipped weights.",
     )] = 0.0,
+    init_weights: Annotated[Path | None, typer.Option(
+        help="Start from these weights (e.g. models/two_stream.safetensors) to fine-tune.",
+    )] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Stop (validate + checkpoint) at the first step past this wall-clock budget.",
+    )] = None,
 ) -> None:
     """Train a net on synthetic forgeries made on the fly from authentic photos."""
     from tamperscan.train.loop import TrainSettings
@@ -130,7 +136,9 @@ def train(
                              optimizer=optimizer,
                              seed=seed, train_size=train_size, val_every=val_every,
                              workers=workers, copy_move_mask=copy_move_mask,
-                             image_loss_weight=image_loss_weight, photometric=photometric)
+                             image_loss_weight=image_loss_weight, photometric=photometric,
+                             init_weights=str(init_weights) if init_weights else None,
+                             max_minutes=max_minutes)
     metrics = run_train(settings, resume=resume, log=console.print)
     print(json.dumps(metrics))
 

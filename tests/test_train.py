@@ -95,3 +95,30 @@ def test_image_loss_weight_adds_the_image_level_term(photos):
         plain = _loss("two_stream", model, batch, torch.device("cpu"))
         weighted = _loss("two_stream", model, batch, torch.device("cpu"), image_loss_weight=0.5)
     assert weighted > plain
+
+
+def test_time_budget_stops_with_a_checkpoint_and_init_weights_fine_tune(photos, tmp_path):
+    """A zero-minute budget stops after the first step yet leaves a validated checkpoint;
+    a run started from those weights begins where they left off, not from scratch."""
+    first = TrainSettings(net="wcbnet", config="wcbnet", data_root="unused",
+                          out_dir=str(tmp_path / "a"), steps=50, batch_size=2, val_samples=4,
+                          val_every=50, workers=0, seed=2, fp16_weights=False, max_minutes=0.0)
+    logs: list[str] = []
+    metrics = train(first, log=logs.append, photos=photos, model_config=TINY["wcbnet"])
+    assert "val_loss" in metrics and any("time budget" in line for line in logs)
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=False)["step"] == 1
+    weights = tmp_path / "a" / "wcbnet.safetensors"
+
+    second = TrainSettings(net="wcbnet", config="wcbnet", data_root="unused",
+                           out_dir=str(tmp_path / "b"), steps=1, batch_size=2, val_samples=4,
+                           val_every=1, workers=0, seed=3, fp16_weights=False, lr=0.0,
+                           optimizer="sgd", init_weights=str(weights))
+    logs = []
+    train(second, log=logs.append, photos=photos, model_config=TINY["wcbnet"])
+    assert any("initialised from" in line for line in logs)
+    start, end = build_model(TINY["wcbnet"]), build_model(TINY["wcbnet"])
+    load_weights(start, weights)
+    load_weights(end, tmp_path / "b" / "wcbnet.safetensors")
+    for (name, a), b in zip(start.state_dict().items(), end.state_dict().values(), strict=True):
+        if a.is_floating_point() and "running" not in name:  # lr 0: weights unchanged
+            assert torch.equal(a, b), name

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from tamperscan.nets.build import build_model, load_config, save_weights
+from tamperscan.nets.build import build_model, load_config, load_weights, save_weights
 from tamperscan.train.data import SyntheticForgeries
 from tamperscan.train.photos import load_photo_manifest, split_photos
 from tamperscan.train.synth import ForgerySynthesizer, SynthConfig
@@ -43,6 +43,12 @@ class TrainSettings:
     fp16_weights: bool = True
     copy_move_mask: str = "both"  # SynthConfig.copy_move_mask: "both" | "target"
     photometric: float = 0.0  # SynthConfig.p_photometric (CoMoFoD-style global changes)
+    # Start from these weights (e.g. the shipped ones) instead of random initialisation;
+    # ignored when resuming, where the checkpoint holds the weights.
+    init_weights: str | None = None
+    # Wall-clock budget: stop at the first step past it with a final validation and
+    # checkpoint, so a lent GPU's fixed slice of time always ends with usable weights.
+    max_minutes: float | None = None
     # Two-stream only: weight of an image-level BCE on the map's blurred max (what
     # stages.map_score reports). Pixel losses average over the image, so a few false-positive
     # blobs in an authentic photo cost almost nothing there, yet they set its image score.
@@ -148,9 +154,14 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
         ts_size,
         cb_size,
     )
-    model = build_model(cfg).to(device).train()
+    model = build_model(cfg)
+    if settings.init_weights and not (resume and (Path(settings.out_dir) / "last.pt").exists()):
+        load_weights(model, settings.init_weights)
+        log(f"initialised from {settings.init_weights}")
+    model = model.to(device).train()
     paper = {"two_stream": ("adam", 1e-4), "wcbnet": ("sgd", 1e-3)}[settings.net]
-    kind, lr = settings.optimizer or paper[0], settings.lr or paper[1]
+    kind = settings.optimizer or paper[0]
+    lr = settings.lr if settings.lr is not None else paper[1]  # 0 is a rate, not "unset"
     if kind == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
@@ -185,6 +196,8 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     metrics: dict[str, float] = {}
     history = []
     start, running = time.perf_counter(), []
+    deadline = (time.monotonic() + 60 * settings.max_minutes
+                if settings.max_minutes is not None else None)
     for batch in loader:
         if scaler_ctx is not None:
             with scaler_ctx:
@@ -207,7 +220,8 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
             )
             history.append({"step": step, "loss": float(np.mean(running))})
             running, start = [], time.perf_counter()
-        if step % settings.val_every == 0 or step == settings.steps:
+        out_of_time = deadline is not None and time.monotonic() >= deadline
+        if step % settings.val_every == 0 or step == settings.steps or out_of_time:
             metrics = validate(settings.net, model, val_loader, device,
                                settings.image_loss_weight)
             log(f"{settings.net} step {step} " + json.dumps(metrics))
@@ -225,4 +239,8 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
             with (out / "history.jsonl").open("a") as f:
                 f.write(json.dumps({"step": step, **metrics, "train": history}) + "\n")
             history = []
+        if out_of_time:
+            log(f"{settings.net}: time budget of {settings.max_minutes:g} min reached at "
+                f"step {step}")
+            break
     return metrics
