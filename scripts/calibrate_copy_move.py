@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from tamperscan.config import PipelineConfig
-from tamperscan.copy_move import find_clones, seed_correlation
+from tamperscan.copy_move import CopyMoveOptions, find_clones, seed_correlation
 from tamperscan.evaluate import read_manifest
 from tamperscan.preprocess.decode import decode_image
 from tamperscan.preprocess.inputs import resize_to
@@ -37,9 +37,12 @@ def main() -> None:
     parser.add_argument("datasets", type=Path, nargs="+")
     parser.add_argument("--max-false-alarms", type=float, default=0.01)
     parser.add_argument("--verify", type=float, nargs="+", default=[0.0, 0.8, 0.85, 0.9, 0.93])
+    parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
+                        help="other CopyMoveOptions to try, e.g. ratio=0.6 max_keypoints=5000")
     args = parser.parse_args()
     config = PipelineConfig()
-    options = config.copy_move.model_copy(update={"min_inliers": 3})
+    overrides = dict(item.split("=", 1) for item in args.set)
+    options = CopyMoveOptions(**{**config.copy_move.model_dump(), **overrides, "min_inliers": 3})
     size, _ = input_sizes(config)
     evidence, is_copy = [], []
     for dataset in args.datasets:
@@ -64,7 +67,7 @@ def main() -> None:
                             "false_alarms": false_alarms, "detected": detected}
                 break
     print(json.dumps({"images": len(evidence), "copy_moves": int(is_copy.sum()),
-                      "chosen": best}))
+                      "options": overrides, "chosen": best}))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--count", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first-index", type=int, default=0,
+                        help="first sample index: disjoint index ranges are independent draws "
+                             "from the same held-apart photos")
     parser.add_argument("--copy-move-mask", choices=("both", "target"), default="both",
                         help="copy-move ground truth: source + target (default) or the paste")
     parser.add_argument("--photometric", type=float, default=0.0, metavar="P",
@@ -40,7 +43,7 @@ def main() -> None:
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(args.count):
+    for i in range(args.first_index, args.first_index + args.count):
         sample = synth.sample(i)
         image = f"images/{i:04d}_{sample.kind}.{EXTENSION[sample.format]}"
         (args.out / image).write_bytes(sample.image_bytes)

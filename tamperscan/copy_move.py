@@ -40,11 +40,11 @@ class CopyMoveOptions(BaseModel):
     #: Matches closer than this fraction of the image side are the same structure, not a clone.
     min_shift: float = Field(default=0.03, ge=0)
     #: RANSAC reprojection error in pixels at the working size.
-    ransac_px: float = Field(default=3.0, gt=0)
+    ransac_px: float = Field(default=5.0, gt=0)
     #: Clones (affine models) looked for per image.
     max_clones: int = Field(default=3, ge=1)
     #: Consistent matches needed to report a clone.
-    min_inliers: int = Field(default=7, ge=3)
+    min_inliers: int = Field(default=5, ge=3)
     #: A clone must also look copied where it was matched: the median ZNCC, over its matched
     #: points, of (window x window) patches of the image and of the image warped by the clone.
     #: Pasted pixels correlate near 1 with their source; repetitive natural structure (tiles,
