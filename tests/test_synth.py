@@ -164,16 +164,21 @@ def test_pixels_change_only_inside_mask(photos, kind):
             assert changed[sample.mask].mean() > 0.2
 
 
-def test_grid_shift_crops_image_and_mask_together(photos):
-    config = replace(_only("copy_move", EXACT), p_grid_shift=1.0)
-    synth = ForgerySynthesizer(photos, seed=4, config=config)
+def _exact_copy_moves(photos, seed: int, **changes):
+    """(sample, decoded rgb, host photo) of four EXACT copy-moves with ``changes``."""
+    synth = ForgerySynthesizer(photos, seed=seed,
+                               config=replace(_only("copy_move", EXACT), **changes))
     by_name = {p.name: p.rgb for p in photos}
     for index in range(4):
         sample = synth.sample(index)
-        rgb = _check_sample(sample, "copy_move")
+        yield sample, _check_sample(sample, "copy_move"), by_name[sample.info["host"]]
+
+
+def test_grid_shift_crops_image_and_mask_together(photos):
+    for sample, rgb, host in _exact_copy_moves(photos, seed=4, p_grid_shift=1.0):
         dy, dx = sample.info["grid_shift"]
         assert 0 <= dy <= 7 and 0 <= dx <= 7 and (dy, dx) != (0, 0)
-        original = by_name[sample.info["host"]][dy:, dx:]
+        original = host[dy:, dx:]
         assert rgb.shape == original.shape
         assert not np.any(rgb != original, axis=2)[~sample.mask].any()
 
@@ -206,18 +211,16 @@ def test_each_photometric_family_changes_the_whole_image(photos, family):
 
 
 def test_photometric_samples_keep_their_masks(photos):
-    """Photometric changes move no pixel, so the mask is the one of the same geometry; off by
+    """Photometric changes move no pixel: same geometry and mask as without them. Off by
     default (the training streams of the shipped weights stay as they were)."""
     assert SynthConfig().p_photometric == 0.0
     assert ForgerySynthesizer(photos, seed=2).sample(0).info["photometric"] is None
-    config = replace(_only("copy_move", EXACT), p_photometric=1.0)
-    synth = ForgerySynthesizer(photos, seed=6, config=config)
-    by_name = {p.name: p.rgb for p in photos}
-    for index in range(4):
-        sample = synth.sample(index)
-        rgb = _check_sample(sample, "copy_move")
+    plain = list(_exact_copy_moves(photos, seed=6))
+    changed = list(_exact_copy_moves(photos, seed=6, p_photometric=1.0))
+    for (before, _, _), (sample, rgb, host) in zip(plain, changed, strict=True):
         assert sample.info["photometric"] in PHOTOMETRIC
-        assert rgb.shape == by_name[sample.info["host"]].shape
+        assert rgb.shape == host.shape
+        assert np.array_equal(sample.mask, before.mask)
 
 
 def test_copy_move_mask_option_is_checked():
