@@ -44,13 +44,13 @@ class CopyMoveOptions(BaseModel):
     #: Clones (affine models) looked for per image.
     max_clones: int = Field(default=3, ge=1)
     #: Consistent matches needed to report a clone.
-    min_inliers: int = Field(default=5, ge=3)
+    min_inliers: int = Field(default=6, ge=3)
     #: A clone must also look copied where it was matched: the median ZNCC, over its matched
     #: points, of (window x window) patches of the image and of the image warped by the clone.
     #: Pasted pixels correlate near 1 with their source; repetitive natural structure (tiles,
     #: windows, foliage) that survives RANSAC mostly does not, so fewer matches suffice.
     verify_window: int = Field(default=15, ge=3)
-    verify_zncc: float = Field(default=0.85, ge=0, lt=1)
+    verify_zncc: float = Field(default=0.93, ge=0, lt=1)
     #: Spread of the confidence above ``min_inliers``: confidence = 1 - exp(-extra / scale) / 2.
     confidence_scale: float = Field(default=10.0, gt=0)
     #: Local zero-normalised cross-correlation (window side, threshold) for the region map.
