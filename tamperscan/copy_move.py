@@ -1,13 +1,16 @@
-"""Keypoint copy-move detection: SIFT matches inside one image, verified by affine RANSAC.
+"""Keypoint copy-move detection: SIFT matches inside one image, verified by affine RANSAC
+and by the correlation of the matched points with their copies.
 
 Why a classical detector next to the nets: a copy-move forgery is two near-identical regions
 of the *same* photo, so neither ELA nor camera-noise cues separate it from its surroundings
 (the localizer has to guess which half is "foreign", the WCBnet heads see one JPEG history).
-Matching an image against itself finds the pair directly, and the geometry check makes a
-detection hard to get by chance. The method is the standard one of the literature (Amerini
-et al., "A SIFT-based forensic method for copy-move attack detection", 2011: generalised
-2NN matching; localisation by correlating the image with itself under the recovered affine
-map, as in Amerini et al. 2013) built from OpenCV's SIFT, brute-force matcher and RANSAC.
+Matching an image against itself finds the pair directly; the geometry check makes a
+detection hard to get by chance, and the correlation check (copied pixels correlate ~1 with
+their source, look-alike natural structure does not) keeps repeated real-world structure out.
+The method is the standard one of the literature (Amerini et al., "A SIFT-based forensic
+method for copy-move attack detection", 2011: generalised 2NN matching; localisation by
+correlating the image with itself under the recovered affine map, as in Amerini et al. 2013)
+built from OpenCV's SIFT and RANSAC and an exact k-NN in torch.
 
 Output per image: the number of geometrically consistent matches of the best clone
 (``inliers``: the evidence) and a map in [0, 1] that is 1 on both the source and the pasted
