@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from benchmarks import cascade, copy_move_matching, throughput
+from benchmarks import cascade, copy_move_matching, gpu, throughput
 
 
 def _positive(value: float) -> bool:
@@ -73,3 +73,14 @@ def test_copy_move_matching(tmp_path, capsys):
     for value in (*result["ms_per_image"].values(), result["nearest_speedup"]):
         assert _positive(value), value
     assert "## Copy-move detector cost" in capsys.readouterr().out
+
+
+def test_gpu_benchmark_runs_on_cpu(tmp_path):
+    """The device-call benchmark runs its CPU arms here (the GPU arms need CUDA)."""
+    out = tmp_path / "gpu.json"
+    result = gpu.main(["--device", "cpu", "--batches", "1", "--runs", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["machine"]["device"] == "cpu"
+    assert {(r["net"], r["variant"]) for r in result["nets"]} == {
+        (net, variant) for net in gpu.NETS for variant in ("eager fp32", "channels_last fp32")}
+    assert all(_positive(r["images_per_s"]) for r in result["nets"])
+    assert _positive(result["ela"][0]["ms_per_image"])

@@ -1,0 +1,174 @@
+"""Model-level GPU figures for issue #6, in one device call: both shipped nets in eager fp32
+(the baseline, measured in the same run), channels_last, fp16 / bf16 autocast, CUDA graphs
+and torch.compile, at several batch sizes; and the ELA round trip with JPEG encode/decode on
+the GPU (torchvision.io) against Pillow/libjpeg-turbo on one CPU core.
+
+    bash scripts/gpu.sh bench                              # on a lent GPU, one device call
+    .venv/bin/python benchmarks/gpu.py --device cpu --batches 1 --runs 2   # smoke test here
+
+Images/s = batch / median batch time after warm-up (CUDA-synchronised). Random inputs,
+shipped weights (timing does not depend on the values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tamperscan.config import model_path
+from tamperscan.nets.build import build_model, load_config, load_weights
+
+NETS = {"two_stream": ("rgb", "ela"), "wcbnet": ("signed_ela",)}
+
+
+def median_seconds(fn: Callable[[], object], runs: int, device: torch.device) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3):  # warm-up: cuDNN autotuning, compile, graph capture
+        fn()
+    sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device,
+             skip_compile: bool) -> dict[str, Callable[[], object]]:
+    """name -> a call running one batch; every variant computes the same forward pass."""
+    out: dict[str, Callable[[], object]] = {"eager fp32": lambda: model(*inputs)}
+    cl_model = build_model(model.config.to_dict()).to(device).eval()
+    cl_model.load_state_dict(model.state_dict())
+    cl_model = cl_model.to(memory_format=torch.channels_last)
+    cl_inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
+    out["channels_last fp32"] = lambda: cl_model(*cl_inputs)
+    if device.type != "cuda":
+        return out
+    for dtype, label in ((torch.float16, "fp16"), (torch.bfloat16, "bf16")):
+        def autocast(dtype=dtype):
+            with torch.autocast("cuda", dtype=dtype):
+                return cl_model(*cl_inputs)
+        out[f"channels_last {label} autocast"] = autocast
+    # CUDA graph of the fp16 forward: one launch per batch instead of one per kernel.
+    static = tuple(x.clone() for x in cl_inputs)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.autocast("cuda", dtype=torch.float16):
+        for _ in range(3):
+            cl_model(*static)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.float16):
+        cl_model(*static)
+    out["CUDA graph fp16"] = graph.replay
+    if not skip_compile:
+        compiled = torch.compile(cl_model, mode="max-autotune-no-cudagraphs")
+
+        def run_compiled():
+            with torch.autocast("cuda", dtype=torch.float16):
+                return compiled(*cl_inputs)
+        out["torch.compile fp16"] = run_compiled
+    return out
+
+
+def net_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    rows = []
+    for name, input_names in NETS.items():
+        cfg = load_config(name)
+        model = build_model(cfg)
+        load_weights(model, model_path(f"{name}.safetensors"))
+        model = model.to(device).eval()
+        size = int(cfg["input_size"])
+        for batch in args.batches:
+            inputs = tuple(torch.rand(batch, 3, size, size, device=device) for _ in input_names)
+            with torch.inference_mode():
+                calls = variants(model, inputs, device, args.skip_compile)
+                base = None
+                for label, call in calls.items():
+                    seconds = median_seconds(call, args.runs, device)
+                    base = base or seconds
+                    rows.append({"net": name, "batch": batch, "variant": label,
+                                 "ms_per_batch": seconds * 1e3, "images_per_s": batch / seconds,
+                                 "vs_eager_fp32": base / seconds})
+                    print(f"{name} b{batch} {label}: {batch / seconds:.1f} images/s "
+                          f"({base / seconds:.2f}x eager fp32)", flush=True)
+    return rows
+
+
+def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """ELA round trip (encode q90, decode, |difference|) of one 1024x768 photo-like image."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (48, 64, 3), np.uint8)
+    rgb = np.asarray(Image.fromarray(small).resize((1024, 768), Image.Resampling.BICUBIC))
+
+    def pillow() -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
+        again = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        return np.abs(rgb.astype(np.int16) - again)
+
+    rows = [{"ela": "Pillow (libjpeg-turbo), 1 CPU thread", "batch": 1,
+             "ms_per_image": median_seconds(pillow, args.runs, torch.device("cpu")) * 1e3}]
+    if device.type == "cuda":
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        for batch in args.batches:
+            images = [torch.from_numpy(rgb).permute(2, 0, 1).contiguous().to(device)
+                      for _ in range(batch)]
+
+            def gpu(images=images) -> list[torch.Tensor]:
+                encoded = encode_jpeg(images, quality=90)
+                decoded = decode_jpeg(encoded, device=device)
+                return [(a.short() - b.short()).abs() for a, b in zip(images, decoded,
+                                                                      strict=True)]
+            seconds = median_seconds(gpu, args.runs, device)
+            rows.append({"ela": "torchvision.io encode/decode_jpeg on the GPU",
+                         "batch": batch, "ms_per_image": seconds / batch * 1e3})
+    base = rows[0]["ms_per_image"]
+    for row in rows:
+        row["vs_pillow"] = base / row["ms_per_image"]
+        print(f"ELA {row['ela']} b{row['batch']}: {row['ms_per_image']:.2f} ms/image "
+              f"({row['vs_pillow']:.2f}x Pillow)", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--skip-compile", action="store_true", help="torch.compile takes minutes")
+    parser.add_argument("--out", help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    machine = {"command": " ".join([sys.executable, *sys.argv]),
+               "python": platform.python_version(), "torch": torch.__version__,
+               "device": args.device,
+               "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(json.dumps(machine))
+    result = {"machine": machine, "nets": net_rows(args, device), "ela": ela_rows(args, device)}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
