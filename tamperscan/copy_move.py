@@ -63,7 +63,7 @@ class CopyMoveOptions(BaseModel):
 
 @dataclass
 class CopyMoveResult:
-    inliers: int  # consistent matches of the best clone (0: none)
+    inliers: int  # consistent matches of the best reported clone (0: none)
     confidence: float  # 0 without a reported clone, else in [0.5, 1)
     region: np.ndarray  # float32 (h, w) in [0, 1]: source and pasted regions of reported clones
 
@@ -178,24 +178,34 @@ def _zncc(a: np.ndarray, b: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def _warp(image: np.ndarray, model: np.ndarray) -> np.ndarray:
+    h, w = image.shape
+    return cv2.warpAffine(image, model, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _pixels(points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of (x, y) points, rounded and clipped into the image."""
+    xs = np.clip(np.round(points[:, 0]).astype(int), 0, shape[1] - 1)
+    ys = np.clip(np.round(points[:, 1]).astype(int), 0, shape[0] - 1)
+    return ys, xs
+
+
 def seed_correlation(gray: np.ndarray, model: np.ndarray, dst: np.ndarray,
                      window: int) -> float:
     """Median local ZNCC between the image and its warp by ``model`` (src -> dst) at the
     clone's matched destination points: near 1 for copied pixels."""
-    h, w = gray.shape
     image = gray.astype(np.float32)
-    warped = cv2.warpAffine(image, model, (w, h), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    zncc = _zncc(image, warped, window)
-    xs = np.clip(np.round(dst[:, 0]).astype(int), 0, w - 1)
-    ys = np.clip(np.round(dst[:, 1]).astype(int), 0, h - 1)
-    return float(np.median(zncc[ys, xs]))
+    zncc = _zncc(image, _warp(image, model), window)
+    return float(np.median(zncc[_pixels(dst, gray.shape)]))
 
 
 def verified_clones(gray: np.ndarray, options: CopyMoveOptions
                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """`find_clones` that also pass the correlation check (``verify_zncc``), best first."""
-    clones = find_clones(gray, options)
+    """`find_clones` with at least ``min_inliers`` matches that also pass the correlation
+    check (``verify_zncc``), best first. Smaller clones are never reported, so they are not
+    checked: most images have only those, and the check then costs nothing."""
+    clones = [c for c in find_clones(gray, options) if len(c[1]) >= options.min_inliers]
     if options.verify_zncc <= 0:
         return clones
     return [c for c in clones
@@ -208,10 +218,9 @@ def _region(gray: np.ndarray, model: np.ndarray, seeds: np.ndarray,
     warped), kept only in connected pieces that contain a matched keypoint."""
     h, w = gray.shape
     image = gray.astype(np.float32)
-    warped = cv2.warpAffine(image, model, (w, h), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     valid = cv2.warpAffine(np.ones_like(image), model, (w, h), flags=cv2.INTER_NEAREST) > 0
-    similar = (_zncc(image, warped, options.zncc_window) >= options.zncc_threshold) & valid
+    similar = (_zncc(image, _warp(image, model), options.zncc_window)
+               >= options.zncc_threshold) & valid
     # Everything within a few pixels of its own position correlates with itself: the
     # displacement is checked by the model's plausibility, so drop nothing more here.
     mask = similar.astype(np.uint8)
@@ -221,9 +230,7 @@ def _region(gray: np.ndarray, model: np.ndarray, seeds: np.ndarray,
     count, labels = cv2.connectedComponents(mask, connectivity=8)
     if count <= 1:
         return np.zeros((h, w), bool)
-    xs = np.clip(np.round(seeds[:, 0]).astype(int), 0, w - 1)
-    ys = np.clip(np.round(seeds[:, 1]).astype(int), 0, h - 1)
-    hit = np.unique(labels[ys, xs])
+    hit = np.unique(labels[_pixels(seeds, (h, w))])
     hit = hit[hit > 0]
     return np.isin(labels, hit)
 
@@ -239,9 +246,7 @@ def detect_copy_move(rgb: np.ndarray, options: CopyMoveOptions | None = None) ->
     clones = verified_clones(gray, options)
     inliers = len(clones[0][1]) if clones else 0
     conf = confidence(inliers, options)
-    for model, src, dst in clones:
-        if len(src) < options.min_inliers:
-            continue
+    for model, src, dst in clones:  # all have at least min_inliers matches
         inverse = cv2.invertAffineTransform(model)
         # Pasted side: the image matches its own source warped forward by the model;
         # source side: it matches the paste warped back.
