@@ -14,7 +14,6 @@ serve as real negatives.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -27,10 +26,13 @@ from tamperscan.evaluate import read_manifest
 from tamperscan.preprocess.decode import decode_image
 from tamperscan.preprocess.inputs import resize_to
 from tamperscan.stages import input_sizes
+from tamperscan.train.photos import load_photo_manifest
 
 
-def clone_evidence(rgb: np.ndarray, options) -> list[tuple[int, float]]:
-    """(matches, seed correlation) of every clone RANSAC finds, as the detector sees them."""
+def clone_evidence(path: Path, size: int, options) -> list[tuple[int, float]]:
+    """(matches, seed correlation) of every clone RANSAC finds in the image at ``path``, at
+    the working size DecodeELA gives the detector."""
+    rgb = resize_to(decode_image(path.read_bytes()).rgb, size)
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     return [(len(src), seed_correlation(gray, model, dst, options.verify_window))
             for model, src, dst in find_clones(gray, options)]
@@ -42,9 +44,9 @@ def main() -> None:
     parser.add_argument("--max-false-alarms", type=float, default=0.01)
     parser.add_argument("--verify", type=float, nargs="+", default=[0.0, 0.8, 0.85, 0.9, 0.93])
     parser.add_argument("--authentic", type=Path, action="append", default=[],
-                        help="folder of real photos (MANIFEST.csv with an `image` column, e.g. "
-                             "../shared/data/train), all negatives: synthetic negatives alone "
-                             "underestimate the false alarms of real repetitive scenes")
+                        help="real photos in the training layout (MANIFEST.csv: source,image,"
+                             "segments; e.g. ../shared/data/train), all negatives: synthetic "
+                             "negatives alone underestimate real scenes' repeated structure")
     parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
                         help="other CopyMoveOptions to try, e.g. ratio=0.6 max_keypoints=5000")
     args = parser.parse_args()
@@ -52,21 +54,17 @@ def main() -> None:
     overrides = dict(item.split("=", 1) for item in args.set)
     options = CopyMoveOptions(**{**config.copy_move.model_dump(), **overrides, "min_inliers": 3})
     size, _ = input_sizes(config)
-    evidence, is_copy = [], []
+    evidence, kinds = [], []  # kind: "copy_move", "synthetic" (negative) or "real"
     for dataset in args.datasets:
         for item in read_manifest(dataset):
-            rgb = resize_to(decode_image(item.image.read_bytes()).rgb, size)  # as DecodeELA
-            evidence.append(clone_evidence(rgb, options))
-            is_copy.append("copy_move" in item.image.name)
-    synthetic = len(evidence)
+            evidence.append(clone_evidence(item.image, size, options))
+            kinds.append("copy_move" if "copy_move" in item.image.name else "synthetic")
     for folder in args.authentic:
-        with (folder / "MANIFEST.csv").open(newline="") as f:
-            for row in csv.DictReader(f):
-                rgb = resize_to(decode_image((folder / row["image"]).read_bytes()).rgb, size)
-                evidence.append(clone_evidence(rgb, options))
-                is_copy.append(False)
-    is_copy = np.array(is_copy)
-    is_real = np.arange(len(is_copy)) >= synthetic  # the real photos come last
+        for photo in load_photo_manifest(folder):
+            evidence.append(clone_evidence(photo.image_path, size, options))
+            kinds.append("real")
+    kinds = np.array(kinds)
+    is_copy, is_real = kinds == "copy_move", kinds == "real"
     print("| verify_zncc | min_inliers | false alarms, synthetic (no copy-move) | false alarms, "
           "real photos | copy-moves detected |")
     print("|---|---|---|---|---|")
@@ -75,7 +73,7 @@ def main() -> None:
         counts = np.array([max([n for n, z in clones if z >= threshold], default=0)
                            for clones in evidence])
         for n in range(3, 41):
-            false_alarms = float(np.mean(counts[~is_copy & ~is_real] >= n))
+            false_alarms = float(np.mean(counts[kinds == "synthetic"] >= n))
             real = float(np.mean(counts[is_real] >= n)) if is_real.any() else 0.0
             if max(false_alarms, real) <= args.max_false_alarms:
                 detected = float(np.mean(counts[is_copy] >= n))
