@@ -13,48 +13,48 @@ shipped weights (timing does not depend on the values).
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from tamperscan.config import model_path
-from tamperscan.nets.build import build_model, load_config, load_weights
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.nets import median_seconds  # noqa: E402
+from tamperscan.config import model_path  # noqa: E402
+from tamperscan.nets.build import build_model, load_config, load_weights  # noqa: E402
 
 NETS = {"two_stream": ("rgb", "ela"), "wcbnet": ("signed_ela",)}
 
 
-def median_seconds(fn: Callable[[], object], runs: int, device: torch.device) -> float:
-    def sync() -> None:
+def timed(fn: Callable[[], object], runs: int, device: torch.device) -> float:
+    """benchmarks.nets.median_seconds of ``fn`` made synchronous, after two more warm-up
+    calls (cuDNN autotuning, compile and graph capture take more than one)."""
+    def call() -> None:
+        fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(3):  # warm-up: cuDNN autotuning, compile, graph capture
-        fn()
-    sync()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    call()
+    call()
+    return median_seconds(call, runs)
 
 
 def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device,
              skip_compile: bool) -> dict[str, Callable[[], object]]:
     """name -> a call running one batch; every variant computes the same forward pass."""
     out: dict[str, Callable[[], object]] = {"eager fp32": lambda: model(*inputs)}
-    cl_model = build_model(model.config.to_dict()).to(device).eval()
-    cl_model.load_state_dict(model.state_dict())
-    cl_model = cl_model.to(memory_format=torch.channels_last)
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     cl_inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
     out["channels_last fp32"] = lambda: cl_model(*cl_inputs)
     if device.type != "cuda":
@@ -100,7 +100,7 @@ def net_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 calls = variants(model, inputs, device, args.skip_compile)
                 base = None
                 for label, call in calls.items():
-                    seconds = median_seconds(call, args.runs, device)
+                    seconds = timed(call, args.runs, device)
                     base = base or seconds
                     rows.append({"net": name, "batch": batch, "variant": label,
                                  "ms_per_batch": seconds * 1e3, "images_per_s": batch / seconds,
@@ -123,7 +123,7 @@ def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
         return np.abs(rgb.astype(np.int16) - again)
 
     rows = [{"ela": "Pillow (libjpeg-turbo), 1 CPU thread", "batch": 1,
-             "ms_per_image": median_seconds(pillow, args.runs, torch.device("cpu")) * 1e3}]
+             "ms_per_image": timed(pillow, args.runs, torch.device("cpu")) * 1e3}]
     if device.type == "cuda":
         from torchvision.io import decode_jpeg, encode_jpeg
 
@@ -136,7 +136,7 @@ def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 decoded = decode_jpeg(encoded, device=device)
                 return [(a.short() - b.short()).abs() for a, b in zip(images, decoded,
                                                                       strict=True)]
-            seconds = median_seconds(gpu, args.runs, device)
+            seconds = timed(gpu, args.runs, device)
             rows.append({"ela": "torchvision.io encode/decode_jpeg on the GPU",
                          "batch": batch, "ms_per_image": seconds / batch * 1e3})
     base = rows[0]["ms_per_image"]

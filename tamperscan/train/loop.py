@@ -154,8 +154,12 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
         ts_size,
         cb_size,
     )
+    out = Path(settings.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    resuming = resume and ckpt_path.exists()
     model = build_model(cfg)
-    if settings.init_weights and not (resume and (Path(settings.out_dir) / "last.pt").exists()):
+    if settings.init_weights and not resuming:  # a checkpoint holds its own weights
         load_weights(model, settings.init_weights)
         log(f"initialised from {settings.init_weights}")
     model = model.to(device).train()
@@ -166,11 +170,8 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
         opt = torch.optim.Adam(model.parameters(), lr=lr)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    out = Path(settings.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "last.pt"
     step = 0
-    if resume and ckpt_path.exists():
+    if resuming:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
