@@ -62,7 +62,7 @@ from benchmarks.common import (  # noqa: E402
     shared_note,
 )
 from tamperscan.config import PipelineConfig  # noqa: E402
-from tamperscan.stages import Refine, build_stages, image_score  # noqa: E402
+from tamperscan.stages import Refine, build_stages, bytes_batch, image_score  # noqa: E402
 
 Batch = dict[str, np.ndarray]
 TARGET = 5.0
@@ -78,12 +78,7 @@ def byte_batches(image_set: ImageSet, size: int) -> list[Batch]:
     batches = []
     for i in range(0, len(image_set.paths), size):
         paths = image_set.paths[i:i + size]
-        batches.append({
-            "uri": np.array([str(p) for p in paths], dtype=object),
-            "data": np.array([p.read_bytes() for p in paths], dtype=object),
-            "status": np.array(["ok"] * len(paths), dtype=object),
-            "error": np.array([""] * len(paths), dtype=object),
-        })
+        batches.append(bytes_batch([p.read_bytes() for p in paths], [str(p) for p in paths]))
     return batches
 
 

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/ holds the synthetic photos and random-weight helpers
 
 from tamperscan.config import PipelineConfig, model_path  # noqa: E402
-from tamperscan.stages import DecodeELA, Detect, Finalize, Localize, Refine  # noqa: E402
+from tamperscan.stages import DecodeELA, Detect, Finalize, Localize, Refine, bytes_batch  # noqa: E402
 from tamperscan.sysinfo import cpu_model  # noqa: E402
 from tests.corpus import natural_image  # noqa: E402
 from tests.helpers import random_weights_config  # noqa: E402
@@ -81,10 +81,8 @@ def jpeg_bytes(width: int, height: int, seed: int) -> bytes:
 
 def jpeg_batch(count: int, width: int, height: int) -> Batch:
     """Photo-like JPEGs (quality 92), as ReadBytes hands them to decode+ELA."""
-    return {"uri": np.array([f"bench/{i}.jpg" for i in range(count)], dtype=object),
-            "data": np.array([jpeg_bytes(width, height, i) for i in range(count)], dtype=object),
-            "status": np.array(["ok"] * count, dtype=object),
-            "error": np.array([""] * count, dtype=object)}
+    return bytes_batch([jpeg_bytes(width, height, i) for i in range(count)],
+                       [f"bench/{i}.jpg" for i in range(count)])
 
 
 def base_config(threads: int, folder: Path) -> PipelineConfig:

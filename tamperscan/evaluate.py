@@ -29,6 +29,7 @@ from tamperscan.stages import (
     DecodeELA,
     Detect,
     Localize,
+    bytes_batch,
     final_decision,
     final_map,
     image_score,
@@ -99,9 +100,7 @@ class Evaluator:
         self.segmenter = build_segmenter(config.segmenter, **config.segmenter_options)
 
     def score(self, data: bytes, label: int, mask_path: Path | None) -> Scored | None:
-        batch = {"uri": np.array(["x"], object), "data": np.array([data], object),
-                 "status": np.array(["ok"], object), "error": np.array([""], object)}
-        batch = self.detect(self.localize(self.decode(batch)))
+        batch = self.detect(self.localize(self.decode(bytes_batch([data]))))
         if batch["status"][0] != "ok":
             return None
         w, h = int(batch["width"][0]), int(batch["height"][0])

@@ -18,6 +18,7 @@ from tamperscan.stages import (
     Detect,
     Localize,
     analyse,
+    bytes_batch,
     final_decision,
     final_map,
     image_score,
@@ -55,9 +56,8 @@ def outline_overlay(rgb: np.ndarray, mask: np.ndarray,
 def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) -> dict:
     """Write the overlay PNGs for one image into ``out_dir``; returns scores and file names."""
     config = config or PipelineConfig()
-    batch = {"uri": np.array(["image"], object), "data": np.array([data], object),
-             "status": np.array(["ok"], object), "error": np.array([""], object)}
-    batch = analyse([DecodeELA(config), Localize(config), Detect(config)], batch)
+    batch = analyse([DecodeELA(config), Localize(config), Detect(config)],
+                    bytes_batch([data], ["image"]))
     if batch["status"][0] != "ok":
         raise ValueError(batch["error"][0])
     rgb = decode_image(data).rgb

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy.special import expit
+from skimage.filters import threshold_otsu
 
 from tamperscan.config import PipelineConfig, S3Options, model_path
 from tamperscan.copy_move import detect_copy_move
@@ -43,6 +44,14 @@ def _ok(batch: Batch) -> np.ndarray:
 def _mark_error(batch: Batch, i: int, kind: str, message: str) -> None:
     batch["status"][i] = "error"
     batch["error"][i] = f"{kind}: {message}"
+
+
+def bytes_batch(data: list[bytes], uris: list[str] | None = None) -> Batch:
+    """Encoded images as ReadBytes hands them on: the in-process entry to the graph."""
+    n = len(data)
+    return {"uri": np.array(uris or [f"image-{i}" for i in range(n)], dtype=object),
+            "data": np.array(data, dtype=object), "status": np.array(["ok"] * n, dtype=object),
+            "error": np.array([""] * n, dtype=object)}
 
 
 def _strings(values: list[str]) -> np.ndarray:
@@ -314,6 +323,23 @@ def final_map(ts_map: np.ndarray, refined: np.ndarray | None, was_refined: bool,
     return heat
 
 
+def mask_cutoff(heatmap: np.ndarray, rule: str, floor: float, ratio: float = 0.0) -> float:
+    """The pixel threshold of one image's mask. ``absolute``: ``floor`` for every image;
+    ``relative``: at least ``ratio`` of the image's peak, because the map's level varies from
+    image to image (an uncompressed splice lights up less than a double-JPEG one) while its
+    ranking holds; ``otsu``: Otsu's split of the image's own values. Never below ``floor``."""
+    if rule == "absolute":
+        return floor
+    if rule == "relative":
+        return max(floor, ratio * float(heatmap.max()))
+    if rule == "otsu":
+        values = heatmap if heatmap.size <= 1 << 18 else heatmap[::4, ::4]
+        if float(values.max()) - float(values.min()) < 1e-6:
+            return floor
+        return max(floor, float(threshold_otsu(values)))
+    raise ValueError(f"unknown mask rule {rule!r}")
+
+
 def final_decision(heatmap: np.ndarray, score: float, config: PipelineConfig,
                    copy_move: np.ndarray | None = None) -> np.ndarray:
     """The reported mask, only in tampered images: the verified copy-move regions when the
@@ -326,7 +352,8 @@ def final_decision(heatmap: np.ndarray, score: float, config: PipelineConfig,
         clone = copy_move >= 0.5
         if clone.any():
             return clone
-    return heatmap >= config.mask_threshold
+    return heatmap >= mask_cutoff(heatmap, config.mask_rule, config.mask_threshold,
+                                  config.mask_ratio)
 
 
 def encode_png(image: np.ndarray) -> bytes:

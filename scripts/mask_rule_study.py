@@ -1,0 +1,107 @@
+"""Compare rules that turn the final heatmap into the reported mask, on synthetic validation
+splits (held-apart training photos; scripts/make_val_set.py), never on evaluation data.
+
+A global threshold treats every image alike, but the localizer's maps differ in level from
+image to image (an uncompressed splice lights up less than a double-JPEG one), so the
+per-image oracle F1 is far above the reported one. Candidates, each with a floor ``t``:
+``absolute`` heat >= t; ``relative`` heat >= max(t, r * max(heat)); ``otsu`` heat >=
+max(t, Otsu(heat)). Images with a verified clone report the clone regions whatever the rule,
+and images below ``tamper_threshold`` report nothing, exactly as ``final_decision``.
+
+    .venv/bin/python scripts/mask_rule_study.py /tmp/val-a /tmp/val-b --out-json rules.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import f1_score
+
+from tamperscan.config import PipelineConfig
+from tamperscan.evaluate import load_mask, read_manifest
+from tamperscan.stages import (
+    DecodeELA,
+    Detect,
+    Localize,
+    analyse,
+    bytes_batch,
+    final_map,
+    image_score,
+    mask_cutoff,
+)
+
+FLOORS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+RATIOS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STRIDE = 2  # F1 on every second pixel of the ground truth (as scripts/calibrate.py)
+
+
+def collect(folder: Path, config: PipelineConfig) -> list[dict]:
+    """Per forged image: the final heatmap and clone map at the model size, truth, score."""
+    stages = [DecodeELA(config), Localize(config), Detect(config)]
+    rows = []
+    for item in read_manifest(folder):
+        if item.label != 1 or item.mask is None:
+            continue
+        batch = analyse(stages, bytes_batch([item.image.read_bytes()]))
+        if batch["status"][0] != "ok":
+            continue
+        h, w = int(batch["height"][0]), int(batch["width"][0])
+        truth = load_mask(item.mask, (h, w))[::STRIDE, ::STRIDE]
+        if not truth.any():
+            continue
+        heat = final_map(batch["ts_map"][0], None, False, 0.0, batch["cm_map"][0])
+        rows.append({"heat": heat, "clone": batch["cm_map"][0] >= 0.5, "truth": truth,
+                     "score": float(image_score(batch)[0])})
+    return rows
+
+
+def reported_f1(rows: list[dict], rule: str, floor: float, ratio: float,
+                tamper_threshold: float) -> float:
+    f1s = []
+    for row in rows:
+        size = row["truth"].shape[::-1]
+        if row["score"] < tamper_threshold:
+            pred = np.zeros(row["truth"].shape, bool)
+        elif row["clone"].any():
+            pred = cv2.resize(row["clone"].astype(np.float32), size) >= 0.5
+        else:
+            heat = cv2.resize(row["heat"], size, interpolation=cv2.INTER_LINEAR)
+            pred = heat >= mask_cutoff(heat, rule, floor, ratio)
+        f1s.append(f1_score(row["truth"].ravel(), pred.ravel(), zero_division=0.0))
+    return float(np.mean(f1s))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", type=Path, nargs="+")
+    parser.add_argument("--out-json", type=Path)
+    args = parser.parse_args()
+    config = PipelineConfig()
+    data = {folder.name: collect(folder, config) for folder in args.datasets}
+    candidates = [("absolute", t, 0.0) for t in FLOORS]
+    candidates += [(rule, t, r) for rule in ("relative",) for t in FLOORS for r in RATIOS]
+    candidates += [("otsu", t, 0.0) for t in FLOORS]
+    table = []
+    for rule, floor, ratio in candidates:
+        per_set = {name: reported_f1(rows, rule, floor, ratio, config.tamper_threshold)
+                   for name, rows in data.items()}
+        table.append({"rule": rule, "floor": floor, "ratio": ratio, **per_set,
+                      "mean": float(np.mean(list(per_set.values())))})
+    table.sort(key=lambda r: -r["mean"])
+    names = list(data)
+    print("| rule | floor | ratio | " + " | ".join(names) + " | mean |")
+    print("|---|---|---|" + "---|" * (len(names) + 1))
+    for row in table[:15] + [r for r in table if r["rule"] == "absolute"]:
+        cells = " | ".join(f"{row[n]:.3f}" for n in names)
+        print(f"| {row['rule']} | {row['floor']} | {row['ratio']} | {cells} | {row['mean']:.3f} |")
+    if args.out_json:
+        args.out_json.write_text(json.dumps({"forged": {n: len(r) for n, r in data.items()},
+                                             "rules": table}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
