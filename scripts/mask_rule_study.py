@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,7 @@ from tamperscan.stages import (
 
 FLOORS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 RATIOS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+JPEG = (".jpg", ".jpeg")
 STRIDE = 2  # F1 on every second pixel of the ground truth (as scripts/calibrate.py)
 
 
@@ -55,7 +57,8 @@ def collect(folder: Path, config: PipelineConfig) -> list[dict]:
             continue
         heat = final_map(batch["ts_map"][0], None, False, 0.0, batch["cm_map"][0])
         rows.append({"heat": heat, "clone": batch["cm_map"][0] >= 0.5, "truth": truth,
-                     "score": float(image_score(batch)[0])})
+                     "score": float(image_score(batch)[0]),
+                     "format": "jpeg" if item.image.suffix.lower() in JPEG else "lossless"})
     return rows
 
 
@@ -79,9 +82,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", type=Path, nargs="+")
     parser.add_argument("--out-json", type=Path)
+    parser.add_argument("--by-format", action="store_true",
+                        help="score JPEG and lossless (PNG/TIFF) files of each split apart")
+    parser.add_argument("--cache", type=Path, help="pickle of the collected maps (reused)")
     args = parser.parse_args()
     config = PipelineConfig()
-    data = {folder.name: collect(folder, config) for folder in args.datasets}
+    if args.cache and args.cache.exists():
+        data = pickle.loads(args.cache.read_bytes())
+    else:
+        data = {folder.name: collect(folder, config) for folder in args.datasets}
+        if args.cache:
+            args.cache.write_bytes(pickle.dumps(data))
+    if args.by_format:
+        data = {f"{name}:{kind}": [r for r in rows if r["format"] == kind]
+                for name, rows in data.items() for kind in ("jpeg", "lossless")}
     candidates = [("absolute", t, 0.0) for t in FLOORS]
     candidates += [(rule, t, r) for rule in ("relative",) for t in FLOORS for r in RATIOS]
     candidates += [("otsu", t, 0.0) for t in FLOORS]
