@@ -66,6 +66,9 @@ class PipelineConfig(BaseModel):
     #: Keypoint copy-move detector (tamperscan/copy_move.py) run on the decoded image: its
     #: confidence can raise the image score and its regions join the final map.
     copy_move: CopyMoveOptions = Field(default_factory=CopyMoveOptions)
+    #: Test-time mirror: the localizer also sees the image flipped left-right and its logits
+    #: are averaged (one more localizer pass per image). See MODEL_CARD.md for its effect.
+    localizer_flip: bool = False
     segmenter: str = "felzenszwalb"
     segmenter_options: dict = Field(default_factory=dict)
     write_heatmaps: bool = False

@@ -207,16 +207,25 @@ def map_score(prob: np.ndarray) -> float:
 
 
 class Localize(_NetStage):
-    """Two-stream localizer: per-pixel tamper probability at the model size + image score."""
+    """Two-stream localizer: per-pixel tamper probability at the model size + image score.
+    With ``localizer_flip`` the logits are the mean of the image's and its mirror's (mirrored
+    back): the net was never trained on flips, so the two passes err differently."""
 
     config_attr, weights_attr = "two_stream_config", "two_stream_weights"
+
+    def __init__(self, config: PipelineConfig) -> None:
+        super().__init__(config)
+        self.flip = config.localizer_flip
 
     def __call__(self, batch: Batch) -> Batch:
         n, s = _n(batch), self.size
 
         def compute(rows: np.ndarray) -> Batch:
-            logits = self.engine({"rgb": _nchw(batch["rgb"][rows]) / 255.0,
-                                  "ela": _nchw(batch["ela"][rows])})["logits"]
+            inputs = {"rgb": _nchw(batch["rgb"][rows]) / 255.0, "ela": _nchw(batch["ela"][rows])}
+            logits = self.engine(inputs)["logits"]
+            if self.flip:
+                mirrored = self.engine({k: v[..., ::-1].copy() for k, v in inputs.items()})
+                logits = (logits + mirrored["logits"][..., ::-1]) / 2
             prob = expit(logits[:, 0])
             return {"ts_map": prob.astype(np.float16),
                     "score_two_stream": np.array([map_score(p) for p in prob], np.float32)}

@@ -1,4 +1,4 @@
-"""The per-image mask rules of final_decision (stages.mask_cutoff)."""
+"""Output-changing inference options: per-image mask rules (stages.mask_cutoff), localizer flip."""
 
 from __future__ import annotations
 
@@ -60,3 +60,25 @@ def test_unknown_rule_is_refused():
         mask_cutoff(np.zeros((4, 4), np.float32), "median", 0.1)
     with pytest.raises(ValueError):
         PipelineConfig(mask_rule="median")
+
+
+def test_localizer_flip_averages_the_mirrored_pass():
+    """The mirrored pass is really run and mirrored back: flip mode equals the mean of the
+    logits of a plain pass on the decoded inputs and of one on their mirror image."""
+    import cv2
+    from scipy.special import expit, logit
+
+    from tamperscan.stages import DecodeELA, Localize, bytes_batch
+    from tests.corpus import natural_image
+
+    rgb = natural_image(160, 120, seed=3)
+    data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+    config = PipelineConfig(backend="torch")  # the shipped weights: random nets map flat
+    decoded = DecodeELA(config)(bytes_batch([data]))
+    mirrored = {**decoded, **{k: decoded[k][:, :, ::-1].copy() for k in ("rgb", "ela")}}
+    plain = Localize(config)
+    maps = [plain(b)["ts_map"][0].astype(np.float64) for b in (decoded, mirrored)]
+    flipped = Localize(config.model_copy(update={"localizer_flip": True}))(decoded)
+    expected = expit((logit(maps[0]) + logit(maps[1])[:, ::-1]) / 2)
+    assert np.abs(maps[0] - maps[1][:, ::-1]).max() > 0.05  # the mirror pass differs
+    np.testing.assert_allclose(flipped["ts_map"][0].astype(np.float64), expected, atol=2e-3)
