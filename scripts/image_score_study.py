@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from tamperscan.config import PipelineConfig
 from tamperscan.evaluate import read_manifest
-from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch
+from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch, image_score
 
 
 def blur_max(prob: np.ndarray, frac: int = 32) -> float:
@@ -51,12 +51,12 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--two-stream-weights", default=None)
     args = parser.parse_args()
-    overrides = {"backend": "torch"}
+    overrides: dict = {"backend": "torch"}
     if args.two_stream_weights:
         overrides["two_stream_weights"] = args.two_stream_weights
     config = PipelineConfig(**overrides)
     decode, localize, detect = DecodeELA(config), Localize(config), Detect(config)
-    labels, values = [], {name: [] for name in RULES}
+    labels, values = [], {name: [] for name in (*RULES, "shipped_final")}
     for item in read_manifest(args.dataset):
         data = item.image.read_bytes()
         batch = detect(localize(decode(bytes_batch([data]))))
@@ -65,6 +65,7 @@ def main() -> None:
         labels.append(item.label)
         for name, rule in RULES.items():
             values[name].append(rule(batch["ts_map"][0], float(batch["score_wcbnet"][0])))
+        values["shipped_final"].append(float(image_score(batch)[0]))  # with the copy-move score
     result = {name: round(float(roc_auc_score(labels, v)), 3) for name, v in values.items()}
     print(json.dumps({"n": len(labels), "n_forged": int(sum(labels)), "image_auc": result},
                      indent=2))

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import f1_score
 
+from tamperscan.cli import load_pipeline_config
 from tamperscan.config import PipelineConfig
 from tamperscan.evaluate import load_mask, read_manifest
 from tamperscan.stages import (
@@ -85,8 +86,9 @@ def main() -> None:
     parser.add_argument("--by-format", action="store_true",
                         help="score JPEG and lossless (PNG/TIFF) files of each split apart")
     parser.add_argument("--cache", type=Path, help="pickle of the collected maps (reused)")
+    parser.add_argument("--config", type=Path, help="YAML with PipelineConfig fields (weights)")
     args = parser.parse_args()
-    config = PipelineConfig()
+    config = load_pipeline_config(args.config)
     if args.cache and args.cache.exists():
         data = pickle.loads(args.cache.read_bytes())
     else:
