@@ -5,8 +5,8 @@ A global threshold treats every image alike, but the localizer's maps differ in 
 image to image (an uncompressed splice lights up less than a double-JPEG one), so the
 per-image oracle F1 is far above the reported one. Candidates, each with a floor ``t``:
 ``absolute`` heat >= t; ``relative`` heat >= max(t, r * max(heat)); ``otsu`` heat >=
-max(t, Otsu(heat)). Images with a verified clone report the clone regions whatever the rule,
-and images below ``tamper_threshold`` report nothing, exactly as ``final_decision``.
+max(t, Otsu(heat)). Each mask is the one ``final_decision`` reports under that rule (the clone
+regions where a clone was verified, nothing below ``tamper_threshold``).
 
     .venv/bin/python scripts/mask_rule_study.py /tmp/val-a /tmp/val-b --out-json rules.json
 """
@@ -31,9 +31,9 @@ from tamperscan.stages import (
     Localize,
     analyse,
     bytes_batch,
+    final_decision,
     final_map,
     image_score,
-    mask_cutoff,
 )
 
 FLOORS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -57,24 +57,20 @@ def collect(folder: Path, config: PipelineConfig) -> list[dict]:
         if not truth.any():
             continue
         heat = final_map(batch["ts_map"][0], None, False, 0.0, batch["cm_map"][0])
-        rows.append({"heat": heat, "clone": batch["cm_map"][0] >= 0.5, "truth": truth,
+        rows.append({"heat": heat, "clone": batch["cm_map"][0].astype(np.float32), "truth": truth,
                      "score": float(image_score(batch)[0]),
                      "format": "jpeg" if item.image.suffix.lower() in JPEG else "lossless"})
     return rows
 
 
-def reported_f1(rows: list[dict], rule: str, floor: float, ratio: float,
-                tamper_threshold: float) -> float:
+def reported_f1(rows: list[dict], config: PipelineConfig) -> float:
+    """Mean F1 of the masks ``final_decision`` reports under ``config``'s mask rule."""
     f1s = []
     for row in rows:
         size = row["truth"].shape[::-1]
-        if row["score"] < tamper_threshold:
-            pred = np.zeros(row["truth"].shape, bool)
-        elif row["clone"].any():
-            pred = cv2.resize(row["clone"].astype(np.float32), size) >= 0.5
-        else:
-            heat = cv2.resize(row["heat"], size, interpolation=cv2.INTER_LINEAR)
-            pred = heat >= mask_cutoff(heat, rule, floor, ratio)
+        heat = cv2.resize(row["heat"], size, interpolation=cv2.INTER_LINEAR)
+        clone = cv2.resize(row["clone"], size, interpolation=cv2.INTER_LINEAR)
+        pred = final_decision(heat, row["score"], config, clone)
         f1s.append(f1_score(row["truth"].ravel(), pred.ravel(), zero_division=0.0))
     return float(np.mean(f1s))
 
@@ -99,12 +95,13 @@ def main() -> None:
         data = {f"{name}:{kind}": [r for r in rows if r["format"] == kind]
                 for name, rows in data.items() for kind in ("jpeg", "lossless")}
     candidates = [("absolute", t, 0.0) for t in FLOORS]
-    candidates += [(rule, t, r) for rule in ("relative",) for t in FLOORS for r in RATIOS]
+    candidates += [("relative", t, r) for t in FLOORS for r in RATIOS]
     candidates += [("otsu", t, 0.0) for t in FLOORS]
     table = []
     for rule, floor, ratio in candidates:
-        per_set = {name: reported_f1(rows, rule, floor, ratio, config.tamper_threshold)
-                   for name, rows in data.items()}
+        rule_config = config.model_copy(update={"mask_rule": rule, "mask_threshold": floor,
+                                                "mask_ratio": ratio})
+        per_set = {name: reported_f1(rows, rule_config) for name, rows in data.items()}
         table.append({"rule": rule, "floor": floor, "ratio": ratio, **per_set,
                       "mean": float(np.mean(list(per_set.values())))})
     table.sort(key=lambda r: -r["mean"])
