@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--size-range", type=int, nargs=2, metavar=("MIN", "MAX"),
                         help="longer-side range of the samples (default: the synthesis default)")
     args = parser.parse_args()
-    _, val = split_photos(load_photo_manifest(args.data), val_fraction=0.1, seed=args.seed)
+    _, val = split_photos(load_photo_manifest(args.data), seed=args.seed)
     synth = ForgerySynthesizer(val, seed=args.seed + 20_000,  # not the training stream
                                size_range=args.size_range,
                                config=SynthConfig(copy_move_mask=args.copy_move_mask,

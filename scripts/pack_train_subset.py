@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--max-mib", type=float, default=26.0)
     parser.add_argument("--seed", type=int, default=0, help="the split seed of training")
     args = parser.parse_args()
-    train, _ = split_photos(load_photo_manifest(args.data), val_fraction=0.1, seed=args.seed)
+    train, _ = split_photos(load_photo_manifest(args.data), seed=args.seed)
     chosen = choose(train, int(args.max_mib * 2**20))
     if args.out.exists():
         shutil.rmtree(args.out)

@@ -139,7 +139,7 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     ts_size = size if settings.net == "two_stream" else 32  # the other net's input: unused
     cb_size = size if settings.net == "wcbnet" else 32
     photos = photos or load_photo_manifest(Path(settings.data_root))
-    train_photos, val_photos = split_photos(photos, val_fraction=0.1, seed=settings.seed)
+    train_photos, val_photos = split_photos(photos, seed=settings.seed)
     synth_config = SynthConfig(copy_move_mask=settings.copy_move_mask,
                                p_photometric=settings.photometric)
     train_set = SyntheticForgeries(

@@ -104,8 +104,14 @@ def _read_crowd_labels(path: Path) -> dict[str, frozenset[int]]:
     return {image: frozenset(labels) for image, labels in crowd.items()}
 
 
+#: Share of each source's photos held apart for validation. One value for training, the
+#: validation sets (scripts/make_val_set.py) and the GPU kit's subset (pack_train_subset.py):
+#: were they to differ, validation photos would leak into training data.
+VAL_FRACTION = 0.1
+
+
 def split_photos(
-    photos: Sequence[PhotoLike], val_fraction: float = 0.1, seed: int = 0
+    photos: Sequence[PhotoLike], val_fraction: float = VAL_FRACTION, seed: int = 0
 ) -> tuple[list[PhotoLike], list[PhotoLike]]:
     """Hold whole photos apart for validation, stratified by source.
 
