@@ -63,16 +63,19 @@ def collect(folder: Path, config: PipelineConfig) -> list[dict]:
     return rows
 
 
-def reported_f1(rows: list[dict], config: PipelineConfig) -> float:
-    """Mean F1 of the masks ``final_decision`` reports under ``config``'s mask rule."""
-    f1s = []
-    for row in rows:
+def reported_f1(rows: list[dict], configs: list[PipelineConfig]) -> np.ndarray:
+    """Mean F1 of the masks ``final_decision`` reports under each config's mask rule; each
+    image's maps are brought to the truth's size once for all the configs."""
+    f1s = np.zeros((len(rows), len(configs)))
+    for i, row in enumerate(rows):
         size = row["truth"].shape[::-1]
         heat = cv2.resize(row["heat"], size, interpolation=cv2.INTER_LINEAR)
         clone = cv2.resize(row["clone"], size, interpolation=cv2.INTER_LINEAR)
-        pred = final_decision(heat, row["score"], config, clone)
-        f1s.append(f1_score(row["truth"].ravel(), pred.ravel(), zero_division=0.0))
-    return float(np.mean(f1s))
+        truth = row["truth"].ravel()
+        for j, config in enumerate(configs):
+            pred = final_decision(heat, row["score"], config, clone)
+            f1s[i, j] = f1_score(truth, pred.ravel(), zero_division=0.0)
+    return f1s.mean(axis=0)
 
 
 def main() -> None:
@@ -97,13 +100,15 @@ def main() -> None:
     candidates = [("absolute", t, 0.0) for t in FLOORS]
     candidates += [("relative", t, r) for t in FLOORS for r in RATIOS]
     candidates += [("otsu", t, 0.0) for t in FLOORS]
+    configs = [config.model_copy(update={"mask_rule": rule, "mask_threshold": floor,
+                                         "mask_ratio": ratio})
+               for rule, floor, ratio in candidates]
+    per_set = {name: reported_f1(rows, configs) for name, rows in data.items()}
     table = []
-    for rule, floor, ratio in candidates:
-        rule_config = config.model_copy(update={"mask_rule": rule, "mask_threshold": floor,
-                                                "mask_ratio": ratio})
-        per_set = {name: reported_f1(rows, rule_config) for name, rows in data.items()}
-        table.append({"rule": rule, "floor": floor, "ratio": ratio, **per_set,
-                      "mean": float(np.mean(list(per_set.values())))})
+    for j, (rule, floor, ratio) in enumerate(candidates):
+        scores = {name: float(f1s[j]) for name, f1s in per_set.items()}
+        table.append({"rule": rule, "floor": floor, "ratio": ratio, **scores,
+                      "mean": float(np.mean(list(scores.values())))})
     table.sort(key=lambda r: -r["mean"])
     names = list(data)
     print("| rule | floor | ratio | " + " | ".join(names) + " | mean |")
