@@ -4,7 +4,7 @@ The image score decides the cascade and the `tampered` flag; this prints the ima
 candidate rule over the localizer map and the WCBnet heads so the shipped rule is a measured
 choice, not a guess.
 
-    .venv/bin/python scripts/image_score_study.py /tmp/tamperscan-val [--weights-dir DIR]
+    .venv/bin/python scripts/image_score_study.py /tmp/tamperscan-val [--config weights.yaml]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from tamperscan.config import PipelineConfig
+from tamperscan.cli import load_pipeline_config
 from tamperscan.evaluate import read_manifest
 from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch, image_score
 
@@ -49,12 +49,10 @@ RULES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
-    parser.add_argument("--two-stream-weights", default=None)
+    parser.add_argument("--config", type=Path,
+                        help="YAML with PipelineConfig fields (e.g. two_stream_weights)")
     args = parser.parse_args()
-    overrides: dict = {"backend": "torch"}
-    if args.two_stream_weights:
-        overrides["two_stream_weights"] = args.two_stream_weights
-    config = PipelineConfig(**overrides)
+    config = load_pipeline_config(args.config, backend="torch")  # fp32 maps
     decode, localize, detect = DecodeELA(config), Localize(config), Detect(config)
     labels, values = [], {name: [] for name in (*RULES, "shipped_final")}
     for item in read_manifest(args.dataset):
