@@ -124,6 +124,9 @@ def train(
     max_minutes: Annotated[float | None, typer.Option(
         help="Stop (validate + checkpoint) at the first step past this wall-clock budget.",
     )] = None,
+    keep_weights: Annotated[bool, typer.Option(
+        help="Keep every validation step's weights (OUT/weights/) to choose one afterwards.",
+    )] = False,
 ) -> None:
     """Train a net on synthetic forgeries made on the fly from authentic photos."""
     from tamperscan.train.loop import TrainSettings
@@ -138,7 +141,7 @@ def train(
                              workers=workers, copy_move_mask=copy_move_mask,
                              image_loss_weight=image_loss_weight, photometric=photometric,
                              init_weights=str(init_weights) if init_weights else None,
-                             max_minutes=max_minutes)
+                             max_minutes=max_minutes, keep_weights=keep_weights)
     metrics = run_train(settings, resume=resume, log=console.print)
     print(json.dumps(metrics))
 

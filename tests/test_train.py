@@ -122,3 +122,15 @@ def test_time_budget_stops_with_a_checkpoint_and_init_weights_fine_tune(photos, 
     for (name, a), b in zip(start.state_dict().items(), end.state_dict().values(), strict=True):
         if a.is_floating_point() and "running" not in name:  # lr 0: weights unchanged
             assert torch.equal(a, b), name
+
+
+def test_keep_weights_saves_every_validation_step(photos, tmp_path):
+    settings = TrainSettings(net="wcbnet", config="wcbnet", data_root="unused",
+                             out_dir=str(tmp_path), steps=2, batch_size=2, val_samples=4,
+                             val_every=1, workers=0, seed=4, fp16_weights=False,
+                             keep_weights=True)
+    train(settings, log=lambda _: None, photos=photos, model_config=TINY["wcbnet"])
+    kept = sorted((tmp_path / "weights").iterdir())
+    assert [p.name for p in kept] == ["wcbnet-step1.safetensors", "wcbnet-step2.safetensors"]
+    assert kept[1].read_bytes() == (tmp_path / "wcbnet.safetensors").read_bytes()
+    assert kept[0].read_bytes() != kept[1].read_bytes()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,6 +50,9 @@ class TrainSettings:
     # Wall-clock budget: stop at the first step past it with a final validation and
     # checkpoint, so a lent GPU's fixed slice of time always ends with usable weights.
     max_minutes: float | None = None
+    # Also keep the weights of every validation step (OUT/weights/NET-stepN.safetensors), so
+    # a checkpoint can be chosen afterwards on a validation split; otherwise only the latest.
+    keep_weights: bool = False
     # Two-stream only: weight of an image-level BCE on the map's blurred max (what
     # stages.map_score reports). Pixel losses average over the image, so a few false-positive
     # blobs in an authentic photo cost almost nothing there, yet they set its image score.
@@ -237,6 +241,10 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
                 ckpt_path,
             )
             save_weights(model, out / f"{settings.net}.safetensors", fp16=settings.fp16_weights)
+            if settings.keep_weights:
+                kept = out / "weights" / f"{settings.net}-step{step}.safetensors"
+                kept.parent.mkdir(exist_ok=True)
+                shutil.copyfile(out / f"{settings.net}.safetensors", kept)
             with (out / "history.jsonl").open("a") as f:
                 f.write(json.dumps({"step": step, **metrics, "train": history}) + "\n")
             history = []
