@@ -1,19 +1,25 @@
 """Pick the copy-move detector's decision rule on synthetic validation splits (file names
-carry the forgery kind; scripts/make_val_set.py), never on evaluation data: for each
-correlation check ``verify_zncc`` the smallest ``min_inliers`` whose false-alarm rate over
-every image *without* a copy-move (authentic, splice, removal) -- and over real authentic
-photos given with --authentic -- is at most --max-false-alarms, and the share of copy-moves
-it detects; the pair that detects most (then: with the fewer false alarms) is chosen. The
-detector is training-free, so splits from any photos may be pooled, and the training photos
-serve as real negatives.
+carry the forgery kind; scripts/make_val_set.py), never on evaluation data.
 
-    .venv/bin/python scripts/calibrate_copy_move.py /tmp/val900L /tmp/val900P2 /tmp/val900Q \
-        --authentic ../shared/data/train --set ransac_px=5
+A clone is reported by either of two rules (CopyMoveOptions): at least ``min_inliers``
+matches whose seeds pass the correlation check ``verify_zncc``, or -- for few-match clones --
+at least ``area_min_inliers`` matches, a stricter correlation ``area_zncc`` and a traced
+source + target area of at least ``area_min`` of the image. Every combination of the given
+values is scored by its false-alarm rate over every image *without* a copy-move (authentic,
+splice, removal) -- and over real authentic photos given with --authentic -- and the share of
+copy-moves it detects; among those within --max-false-alarms the one that detects most
+(then: with the fewer false alarms) is chosen. Printed: the best matches-only rule per
+``verify_zncc`` and the best few overall. The detector is training-free, so splits from any
+photos may be pooled, and the training photos serve as real negatives.
+
+    .venv/bin/python scripts/calibrate_copy_move.py /tmp/val900L /tmp/val900Q \
+        --authentic ../shared/data/train --confirm /tmp/val900P /tmp/val900P2
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -21,21 +27,78 @@ import cv2
 import numpy as np
 
 from tamperscan.config import PipelineConfig
-from tamperscan.copy_move import CopyMoveOptions, find_clones, seed_correlation
+from tamperscan.copy_move import CopyMoveOptions, clone_region, find_clones, seed_correlation
 from tamperscan.evaluate import read_manifest
 from tamperscan.preprocess.decode import decode_image
 from tamperscan.preprocess.inputs import resize_to
 from tamperscan.stages import input_sizes
 from tamperscan.train.photos import load_photo_manifest
 
+OFF = 10**6  # stands for area_min_inliers None (few-match rule off) in the tables
 
-def clone_evidence(path: Path, size: int, options) -> list[tuple[int, float]]:
-    """(matches, seed correlation) of every clone RANSAC finds in the image at ``path``, at
-    the working size DecodeELA gives the detector."""
+
+def clone_evidence(path: Path, size: int, options: CopyMoveOptions,
+                   trace_from: float) -> list[tuple[int, float, float]]:
+    """(matches, seed correlation, traced area fraction) of every clone RANSAC finds in the
+    image at ``path``, at the working size DecodeELA gives the detector; the area only where
+    the correlation reaches ``trace_from`` (else 0: no area rule can use it)."""
     rgb = resize_to(decode_image(path.read_bytes()).rgb, size)
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    return [(len(src), seed_correlation(gray, model, dst, options.verify_window))
-            for model, src, dst in find_clones(gray, options)]
+    out = []
+    for model, src, dst in find_clones(gray, options):
+        correlation = seed_correlation(gray, model, dst, options.verify_window)
+        area = (float(clone_region(gray, model, src, dst, options).mean())
+                if correlation >= trace_from else 0.0)
+        out.append((len(src), correlation, area))
+    return out
+
+
+class Evidence:
+    """Every candidate clone of every image in one table, so a rule is a vector operation."""
+
+    def __init__(self, per_image: list[list[tuple[int, float, float]]], kinds: list[str]):
+        self.kinds = np.array(kinds)
+        rows = [(i, *c) for i, clones in enumerate(per_image) for c in clones]
+        table = np.array(rows, np.float64).reshape(-1, 4)
+        self.image, self.n, self.z, self.area = table.T
+        self.image = self.image.astype(int)
+
+    def detected(self, rule: dict) -> np.ndarray:
+        by_matches = (self.n >= rule["min_inliers"]) & (self.z >= rule["verify_zncc"])
+        by_area = ((self.n >= rule["area_min_inliers"]) & (self.n < rule["min_inliers"])
+                   & (self.z >= rule["area_zncc"]) & (self.area >= rule["area_min"]))
+        hits = np.bincount(self.image[by_matches | by_area], minlength=len(self.kinds))
+        return hits > 0
+
+    def score(self, rule: dict) -> dict:
+        hit = self.detected(rule)
+        rate = {kind: float(hit[self.kinds == kind].mean()) if (self.kinds == kind).any()
+                else 0.0 for kind in ("copy_move", "synthetic", "real")}
+        return {**rule, "detected": rate["copy_move"], "false_alarms": rate["synthetic"],
+                "false_alarms_real": rate["real"],
+                "worst": max(rate["synthetic"], rate["real"])}
+
+
+def collect(datasets: list[Path], authentic: list[Path], size: int,
+            options: CopyMoveOptions, trace_from: float) -> Evidence:
+    per_image, kinds = [], []
+    for dataset in datasets:
+        for item in read_manifest(dataset):
+            per_image.append(clone_evidence(item.image, size, options, trace_from))
+            kinds.append("copy_move" if "copy_move" in item.image.name else "synthetic")
+    for folder in authentic:
+        for photo in load_photo_manifest(folder):
+            per_image.append(clone_evidence(photo.image_path, size, options, trace_from))
+            kinds.append("real")
+    return Evidence(per_image, kinds)
+
+
+def row(result: dict) -> str:
+    area = ("off" if result["area_min_inliers"] >= OFF else
+            f"{result['area_min_inliers']} / {result['area_zncc']} / {result['area_min']}")
+    return (f"| {result['verify_zncc']} | {result['min_inliers']} | {area} | "
+            f"{result['false_alarms']:.3f} | {result['false_alarms_real']:.3f} | "
+            f"{result['detected']:.3f} |")
 
 
 def main() -> None:
@@ -43,10 +106,16 @@ def main() -> None:
     parser.add_argument("datasets", type=Path, nargs="+", help="synthetic splits")
     parser.add_argument("--max-false-alarms", type=float, default=0.01)
     parser.add_argument("--verify", type=float, nargs="+", default=[0.0, 0.8, 0.85, 0.9, 0.93])
+    parser.add_argument("--area-inliers", type=int, nargs="+", default=[3, 4, 5])
+    parser.add_argument("--area-zncc", type=float, nargs="+", default=[0.95, 0.97, 0.98])
+    parser.add_argument("--area-min", type=float, nargs="+", default=[0.01, 0.015, 0.02, 0.03])
     parser.add_argument("--authentic", type=Path, action="append", default=[],
                         help="real photos in the training layout (MANIFEST.csv: source,image,"
                              "segments; e.g. ../shared/data/train), all negatives: synthetic "
                              "negatives alone underestimate real scenes' repeated structure")
+    parser.add_argument("--confirm", type=Path, nargs="*", default=[],
+                        help="independent splits on which the chosen rule and the current "
+                             "default are only reported")
     parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
                         help="other CopyMoveOptions to try, e.g. ratio=0.6 max_keypoints=5000")
     args = parser.parse_args()
@@ -54,38 +123,45 @@ def main() -> None:
     overrides = dict(item.split("=", 1) for item in args.set)
     options = CopyMoveOptions(**{**config.copy_move.model_dump(), **overrides, "min_inliers": 3})
     size, _ = input_sizes(config)
-    evidence, kinds = [], []  # kind: "copy_move", "synthetic" (negative) or "real"
-    for dataset in args.datasets:
-        for item in read_manifest(dataset):
-            evidence.append(clone_evidence(item.image, size, options))
-            kinds.append("copy_move" if "copy_move" in item.image.name else "synthetic")
-    for folder in args.authentic:
-        for photo in load_photo_manifest(folder):
-            evidence.append(clone_evidence(photo.image_path, size, options))
-            kinds.append("real")
-    kinds = np.array(kinds)
-    is_copy, is_real = kinds == "copy_move", kinds == "real"
-    print("| verify_zncc | min_inliers | false alarms, synthetic (no copy-move) | false alarms, "
-          "real photos | copy-moves detected |")
-    print("|---|---|---|---|---|")
-    best = None
-    for threshold in args.verify:
-        counts = np.array([max([n for n, z in clones if z >= threshold], default=0)
-                           for clones in evidence])
-        for n in range(3, 41):
-            false_alarms = float(np.mean(counts[kinds == "synthetic"] >= n))
-            real = float(np.mean(counts[is_real] >= n)) if is_real.any() else 0.0
-            if max(false_alarms, real) <= args.max_false_alarms:
-                detected = float(np.mean(counts[is_copy] >= n))
-                print(f"| {threshold} | {n} | {false_alarms:.3f} | {real:.3f} | {detected:.3f} |")
-                worst = max(false_alarms, real)
-                if best is None or (detected, -worst) > (best["detected"], -best["worst"]):
-                    best = {"verify_zncc": threshold, "min_inliers": n, "worst": worst,
-                            "false_alarms": false_alarms, "false_alarms_real": real,
-                            "detected": detected}
-                break
-    print(json.dumps({"images": len(evidence), "copy_moves": int(is_copy.sum()),
-                      "options": overrides, "chosen": best}))
+    trace_from = min(args.area_zncc)
+    evidence = collect(args.datasets, args.authentic, size, options, trace_from)
+
+    def best(results: list[dict]) -> list[dict]:
+        ok = [r for r in results if r["worst"] <= args.max_false_alarms]
+        return sorted(ok, key=lambda r: (-r["detected"], r["worst"]))
+
+    area_rules = [{"area_min_inliers": OFF, "area_zncc": 1.0, "area_min": 1.0}] + [
+        {"area_min_inliers": k, "area_zncc": z, "area_min": a}
+        for k, z, a in itertools.product(args.area_inliers, args.area_zncc, args.area_min)]
+    results = [evidence.score({"verify_zncc": v, "min_inliers": n, **area})
+               for v, n, area in itertools.product(args.verify, range(3, 41), area_rules)]
+    print("| verify_zncc | min_inliers | few-match rule: matches / correlation / area | "
+          "false alarms, synthetic (no copy-move) | false alarms, real photos | "
+          "copy-moves detected |")
+    print("|---|---|---|---|---|---|")
+    for v in args.verify:
+        top = best([r for r in results if r["verify_zncc"] == v
+                    and r["area_min_inliers"] >= OFF])
+        if top:
+            print(row(top[0]))
+    ranked = best(results)
+    for result in ranked[:5]:
+        print(row(result))
+    chosen = ranked[0] if ranked else None
+    report = {"images": len(evidence.kinds), "copy_moves": int((evidence.kinds ==
+                                                                "copy_move").sum()),
+              "options": overrides, "chosen": chosen}
+    if args.confirm and chosen:
+        held = collect(args.confirm, [], size, options, trace_from)
+        current = {k: getattr(config.copy_move, k) for k in
+                   ("verify_zncc", "min_inliers", "area_min_inliers", "area_zncc", "area_min")}
+        current["area_min_inliers"] = current["area_min_inliers"] or OFF
+        report["confirm"] = {"chosen": held.score({k: chosen[k] for k in current}),
+                             "current_default": held.score(current)}
+        print("confirmation splits (chosen, then the current default):")
+        print(row(report["confirm"]["chosen"]))
+        print(row(report["confirm"]["current_default"]))
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -204,3 +204,22 @@ def test_a_detector_failure_is_an_error_row_not_a_crash(monkeypatch):
     assert list(out["status"]) == ["error", "error"]
     assert all(e.startswith("internal: copy-move detection failed: RuntimeError")
                for e in out["error"])
+
+
+def test_few_match_clones_are_reported_by_their_traced_area_only():
+    """The few-match rule alone (matches rule out of reach): a copied disc traces as a large
+    near-identical area and is reported; the same clone with an unreachable area bar is not,
+    nor is anything in a clean scene."""
+    forged, truth = paste(scene(), (40, 50), (220, 230), 100)
+    area_only = CopyMoveOptions(min_inliers=1000, area_min_inliers=3, area_zncc=0.97,
+                                area_min=0.015)
+    found = detect_copy_move(forged, area_only)
+    assert found.confidence == pytest.approx(confidence(1000, area_only)) == 0.5
+    assert iou(found.region >= 0.5, truth) > 0.5
+    unreachable = area_only.model_copy(update={"area_min": 0.9})
+    assert detect_copy_move(forged, unreachable).confidence == 0.0
+    for seed in (0, 1, 2):
+        assert detect_copy_move(scene(seed), area_only).confidence == 0.0
+    off = area_only.model_copy(update={"area_min_inliers": None})
+    assert detect_copy_move(forged, off).confidence == 0.0
+    assert CopyMoveOptions().area_min_inliers is None  # off by default (MODEL_CARD.md)
