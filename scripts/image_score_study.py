@@ -32,17 +32,26 @@ def top_mean(prob: np.ndarray, q: float) -> float:
     return float(flat[int(len(flat) * (1 - q)):].mean())
 
 
+def noisy_or(a: float, b: float) -> float:
+    return 1 - (1 - a) * (1 - b)
+
+
+# Each rule: (localizer map, WCBnet score, copy-move confidence) -> image score.
 RULES = {
-    "ts_blurmax_32": lambda m, w: blur_max(m, 32),
-    "ts_blurmax_16": lambda m, w: blur_max(m, 16),
-    "ts_top1pct": lambda m, w: top_mean(m, 0.01),
-    "ts_top5pct": lambda m, w: top_mean(m, 0.05),
-    "ts_mean": lambda m, w: float(m.mean()),
-    "ts_contrast": lambda m, w: blur_max(m, 32) - float(np.median(m)),
-    "ts_area_0.5": lambda m, w: float((m >= 0.5).mean()),
-    "wcbnet": lambda m, w: w,
-    "mean_blurmax_wcbnet": lambda m, w: (blur_max(m, 32) + w) / 2,
-    "mean_contrast_wcbnet": lambda m, w: (blur_max(m, 32) - float(np.median(m)) + w) / 2,
+    "ts_blurmax_32": lambda m, w, c: blur_max(m, 32),
+    "ts_blurmax_16": lambda m, w, c: blur_max(m, 16),
+    "ts_top1pct": lambda m, w, c: top_mean(m, 0.01),
+    "ts_top5pct": lambda m, w, c: top_mean(m, 0.05),
+    "ts_mean": lambda m, w, c: float(m.mean()),
+    "ts_contrast": lambda m, w, c: blur_max(m, 32) - float(np.median(m)),
+    "ts_area_0.5": lambda m, w, c: float((m >= 0.5).mean()),
+    "wcbnet": lambda m, w, c: w,
+    "mean_blurmax_wcbnet": lambda m, w, c: (blur_max(m, 32) + w) / 2,
+    "mean_contrast_wcbnet": lambda m, w, c: (blur_max(m, 32) - float(np.median(m)) + w) / 2,
+    "copy_move": lambda m, w, c: c,
+    # the shipped noisy-OR without one of its net inputs
+    "ts_or_copy_move": lambda m, w, c: noisy_or(blur_max(m, 32), c),
+    "wcbnet_or_copy_move": lambda m, w, c: noisy_or(w, c),
 }
 
 
@@ -51,6 +60,8 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--config", type=Path,
                         help="YAML with PipelineConfig fields (e.g. two_stream_weights)")
+    parser.add_argument("--save", type=Path,
+                        help="also write each image's label and rule values here (.npz)")
     args = parser.parse_args()
     config = load_pipeline_config(args.config, backend="torch")  # fp32 maps
     decode, localize, detect = DecodeELA(config), Localize(config), Detect(config)
@@ -62,9 +73,12 @@ def main() -> None:
             continue
         labels.append(item.label)
         for name, rule in RULES.items():
-            values[name].append(rule(batch["ts_map"][0], float(batch["score_wcbnet"][0])))
+            values[name].append(rule(batch["ts_map"][0], float(batch["score_wcbnet"][0]),
+                                     float(batch["score_copy_move"][0])))
         values["shipped_final"].append(float(image_score(batch)[0]))  # with the copy-move score
     result = {name: round(float(roc_auc_score(labels, v)), 3) for name, v in values.items()}
+    if args.save:
+        np.savez(args.save, label=np.array(labels), **{k: np.array(v) for k, v in values.items()})
     print(json.dumps({"n": len(labels), "n_forged": int(sum(labels)), "image_auc": result},
                      indent=2))
 

@@ -10,6 +10,7 @@ import torch
 
 from tamperscan.nets.build import build_model, load_config, load_weights
 from tamperscan.stages import map_score
+from tamperscan.train.average import average_state_dicts, recompute_batchnorm
 from tamperscan.train.data import SyntheticForgeries
 from tamperscan.train.loop import TrainSettings, _loss, map_logit, train
 from tamperscan.train.photos import procedural_photos
@@ -134,3 +135,34 @@ def test_keep_weights_saves_every_validation_step(photos, tmp_path):
     assert [p.name for p in kept] == ["wcbnet-step1.safetensors", "wcbnet-step2.safetensors"]
     assert kept[1].read_bytes() == (tmp_path / "wcbnet.safetensors").read_bytes()
     assert kept[0].read_bytes() != kept[1].read_bytes()
+
+
+def test_average_of_checkpoints_is_their_mean_and_loads_into_the_net():
+    cfg = load_config("two_stream")
+    nets = [build_model(cfg) for _ in range(2)]
+    with torch.no_grad():
+        for offset, net in zip((0.0, 1.0), nets, strict=True):
+            for p in net.parameters():
+                p.fill_(offset)
+    states = [{k: v.clone() for k, v in net.state_dict().items()} for net in nets]
+    averaged = average_state_dicts(states)
+    merged = build_model(cfg)
+    merged.load_state_dict(averaged)  # same keys, shapes and dtypes
+    for name, value in merged.named_parameters():
+        assert torch.allclose(value, torch.full_like(value, 0.5)), name
+    counters = [k for k, v in averaged.items() if not v.is_floating_point()]
+    for key in counters:  # BatchNorm's num_batches_tracked: the larger, not a mean
+        assert torch.equal(averaged[key], torch.maximum(states[0][key], states[1][key]))
+    with pytest.raises(ValueError, match="different tensors"):
+        average_state_dicts([states[0], {"other": torch.zeros(1)}])
+
+
+def test_batchnorm_statistics_are_re_estimated_on_the_given_batches(photos):
+    model = build_model(TINY["two_stream"])
+    data = SyntheticForgeries(ForgerySynthesizer(photos, seed=7), 8, 64, 64)
+    first_bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert torch.all(first_bn.running_mean == 0)  # fresh statistics
+    recompute_batchnorm("two_stream", model, torch.utils.data.DataLoader(data, batch_size=4))
+    assert not model.training
+    assert first_bn.running_mean.abs().sum() > 0
+    assert first_bn.num_batches_tracked == 2
