@@ -76,8 +76,8 @@ class Clone:
     model: np.ndarray  # 2x3 affine map, source -> target
     src: np.ndarray  # (n, 2) matched source points (x, y)
     dst: np.ndarray  # (n, 2) their copies
-    correlation: float  # seed correlation (see seed_correlation); nan when not computed
-    region: np.ndarray | None  # bool (h, w): traced source + target; None when not traced
+    correlation: float  # seed correlation (seed_correlation); nan when the check is off
+    region: np.ndarray  # bool (h, w): the traced source + target
 
     @property
     def inliers(self) -> int:
