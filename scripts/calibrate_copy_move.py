@@ -27,14 +27,18 @@ import cv2
 import numpy as np
 
 from tamperscan.config import PipelineConfig
-from tamperscan.copy_move import CopyMoveOptions, clone_region, find_clones, seed_correlation
+from tamperscan.copy_move import (
+    CopyMoveOptions,
+    clone_region,
+    find_clones,
+    passes,
+    seed_correlation,
+)
 from tamperscan.evaluate import read_manifest
 from tamperscan.preprocess.decode import decode_image
 from tamperscan.preprocess.inputs import resize_to
 from tamperscan.stages import input_sizes
 from tamperscan.train.photos import load_photo_manifest
-
-OFF = 10**6  # stands for area_min_inliers None (few-match rule off) in the tables
 
 
 def clone_evidence(path: Path, size: int, options: CopyMoveOptions,
@@ -56,19 +60,19 @@ def clone_evidence(path: Path, size: int, options: CopyMoveOptions,
 class Evidence:
     """Every candidate clone of every image in one table, so a rule is a vector operation."""
 
-    def __init__(self, per_image: list[list[tuple[int, float, float]]], kinds: list[str]):
-        self.kinds = np.array(kinds)
+    def __init__(self, per_image: list[list[tuple[int, float, float]]], kinds: list[str],
+                 base: CopyMoveOptions):
+        self.kinds, self.base = np.array(kinds), base
         rows = [(i, *c) for i, clones in enumerate(per_image) for c in clones]
         table = np.array(rows, np.float64).reshape(-1, 4)
         self.image, self.n, self.z, self.area = table.T
         self.image = self.image.astype(int)
 
     def detected(self, rule: dict) -> np.ndarray:
-        by_matches = (self.n >= rule["min_inliers"]) & (self.z >= rule["verify_zncc"])
-        by_area = ((self.n >= rule["area_min_inliers"]) & (self.n < rule["min_inliers"])
-                   & (self.z >= rule["area_zncc"]) & (self.area >= rule["area_min"]))
-        hits = np.bincount(self.image[by_matches | by_area], minlength=len(self.kinds))
-        return hits > 0
+        """Images with a clone the detector would report under ``rule`` (CopyMoveOptions
+        fields): copy_move.passes on the whole table."""
+        hit = passes(self.n, self.z, self.area, self.base.model_copy(update=rule))
+        return np.bincount(self.image[hit], minlength=len(self.kinds)) > 0
 
     def score(self, rule: dict) -> dict:
         hit = self.detected(rule)
@@ -90,11 +94,11 @@ def collect(datasets: list[Path], authentic: list[Path], size: int,
         for photo in load_photo_manifest(folder):
             per_image.append(clone_evidence(photo.image_path, size, options, trace_from))
             kinds.append("real")
-    return Evidence(per_image, kinds)
+    return Evidence(per_image, kinds, options)
 
 
 def row(result: dict) -> str:
-    area = ("off" if result["area_min_inliers"] >= OFF else
+    area = ("off" if result["area_min_inliers"] is None else
             f"{result['area_min_inliers']} / {result['area_zncc']} / {result['area_min']}")
     return (f"| {result['verify_zncc']} | {result['min_inliers']} | {area} | "
             f"{result['false_alarms']:.3f} | {result['false_alarms_real']:.3f} | "
@@ -130,7 +134,8 @@ def main() -> None:
         ok = [r for r in results if r["worst"] <= args.max_false_alarms]
         return sorted(ok, key=lambda r: (-r["detected"], r["worst"]))
 
-    area_rules = [{"area_min_inliers": OFF, "area_zncc": 1.0, "area_min": 1.0}] + [
+    area_rules = [{"area_min_inliers": None, "area_zncc": options.area_zncc,
+                   "area_min": options.area_min}] + [
         {"area_min_inliers": k, "area_zncc": z, "area_min": a}
         for k, z, a in itertools.product(args.area_inliers, args.area_zncc, args.area_min)]
     results = [evidence.score({"verify_zncc": v, "min_inliers": n, **area})
@@ -141,7 +146,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for v in args.verify:
         top = best([r for r in results if r["verify_zncc"] == v
-                    and r["area_min_inliers"] >= OFF])
+                    and r["area_min_inliers"] is None])
         if top:
             print(row(top[0]))
     ranked = best(results)
@@ -155,7 +160,6 @@ def main() -> None:
         held = collect(args.confirm, [], size, options, trace_from)
         current = {k: getattr(config.copy_move, k) for k in
                    ("verify_zncc", "min_inliers", "area_min_inliers", "area_zncc", "area_min")}
-        current["area_min_inliers"] = current["area_min_inliers"] or OFF
         report["confirm"] = {"chosen": held.score({k: chosen[k] for k in current}),
                              "current_default": held.score(current)}
         print("confirmation splits (chosen, then the current default):")

@@ -76,7 +76,6 @@ class Clone:
     model: np.ndarray  # 2x3 affine map, source -> target
     src: np.ndarray  # (n, 2) matched source points (x, y)
     dst: np.ndarray  # (n, 2) their copies
-    correlation: float  # seed correlation (seed_correlation); nan when the check is off
     region: np.ndarray  # bool (h, w): the traced source + target
 
     @property
@@ -254,31 +253,37 @@ def clone_region(gray: np.ndarray, model: np.ndarray, src: np.ndarray, dst: np.n
             | _region(gray, cv2.invertAffineTransform(model), src, options))
 
 
+def passes(inliers, correlation, area, options: CopyMoveOptions):
+    """The decision rule on a clone's evidence (matches, seed correlation, traced area
+    fraction): at least ``min_inliers`` matches and the correlation check (``verify_zncc``;
+    0 turns it off), or -- few-match rule, when on -- at least ``area_min_inliers`` matches,
+    a correlation of ``area_zncc`` and a traced area of ``area_min``. Written with
+    broadcasting operators so calibration scores stored evidence of thousands of clones with
+    this same function (scripts/calibrate_copy_move.py)."""
+    checked = (correlation >= options.verify_zncc) | (options.verify_zncc <= 0)
+    by_matches = (inliers >= options.min_inliers) & checked
+    if options.area_min_inliers is None:
+        return by_matches
+    few = (inliers >= options.area_min_inliers) & (inliers < options.min_inliers)
+    return by_matches | (few & (correlation >= options.area_zncc) & (area >= options.area_min))
+
+
 def verified_clones(gray: np.ndarray, options: CopyMoveOptions) -> list[Clone]:
-    """`find_clones` that pass one of the two rules, best first, each with its traced
-    region: at least ``min_inliers`` matches and the correlation check (``verify_zncc``),
-    or at least ``area_min_inliers`` matches, a stricter correlation (``area_zncc``) and a
-    traced area of ``area_min``. Fewer matches are never checked: most images have only
-    those, and the checks then cost nothing."""
+    """`find_clones` that pass the decision rule (`passes`), best first, each with its
+    traced region. Clones with fewer matches than either rule needs are never checked: most
+    images have only those, and the checks then cost nothing; a region is traced only for a
+    clone that passes with the largest possible area."""
     fewest = min(options.min_inliers, options.area_min_inliers or options.min_inliers)
     clones = []
     for model, src, dst in find_clones(gray, options):
-        n = len(src)
-        if n < fewest:
-            continue
-        if n >= options.min_inliers and options.verify_zncc <= 0:
-            clones.append(Clone(model, src, dst, float("nan"),
-                                clone_region(gray, model, src, dst, options)))
+        if len(src) < fewest:
             continue
         correlation = seed_correlation(gray, model, dst, options.verify_window)
-        if n >= options.min_inliers:
-            if correlation >= options.verify_zncc:
-                clones.append(Clone(model, src, dst, correlation,
-                                    clone_region(gray, model, src, dst, options)))
-        elif correlation >= options.area_zncc:  # a few-match clone (area rule on)
-            region = clone_region(gray, model, src, dst, options)
-            if region.mean() >= options.area_min:
-                clones.append(Clone(model, src, dst, correlation, region))
+        if not passes(len(src), correlation, 1.0, options):
+            continue
+        region = clone_region(gray, model, src, dst, options)
+        if passes(len(src), correlation, float(region.mean()), options):
+            clones.append(Clone(model, src, dst, region))
     return clones
 
 

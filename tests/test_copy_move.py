@@ -17,6 +17,7 @@ from tamperscan.copy_move import (
     confidence,
     detect_copy_move,
     find_clones,
+    passes,
     seed_correlation,
 )
 from tamperscan.stages import (
@@ -223,3 +224,19 @@ def test_few_match_clones_are_reported_by_their_traced_area_only():
     off = area_only.model_copy(update={"area_min_inliers": None})
     assert detect_copy_move(forged, off).confidence == 0.0
     assert CopyMoveOptions().area_min_inliers is None  # off by default (MODEL_CARD.md)
+
+
+def test_decision_rule_is_the_same_on_arrays_as_on_one_clone():
+    """Calibration scores stored evidence with copy_move.passes on whole arrays; it must
+    decide each clone as verified_clones does one at a time."""
+    options = CopyMoveOptions(min_inliers=7, verify_zncc=0.9, area_min_inliers=3,
+                              area_zncc=0.97, area_min=0.015)
+    n = np.array([2, 3, 5, 6, 7, 7, 12])
+    z = np.array([0.99, 0.98, 0.96, 0.99, 0.91, 0.5, 0.95])
+    area = np.array([0.5, 0.02, 0.5, 0.01, 0.0, 0.5, 0.0])
+    together = passes(n, z, area, options)
+    one_by_one = [bool(passes(int(a), float(b), float(c), options)) for a, b, c in zip(
+        n, z, area, strict=True)]
+    assert together.tolist() == one_by_one == [False, True, False, False, True, False, True]
+    off = options.model_copy(update={"area_min_inliers": None})
+    assert passes(n, z, area, off).tolist() == [False] * 4 + [True, False, True]
