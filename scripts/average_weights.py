@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tamperscan.nets.build import build_model, load_config
 from tamperscan.train.average import average_state_dicts, recompute_batchnorm
 from tamperscan.train.data import SyntheticForgeries
+from tamperscan.train.loop import sample_sizes
 from tamperscan.train.photos import load_photo_manifest, split_photos
 from tamperscan.train.synth import ForgerySynthesizer, SynthConfig
 
@@ -50,12 +51,11 @@ def main() -> None:
         model = build_model(load_config(args.net))
         model.load_state_dict(averaged)
         train_photos, _ = split_photos(load_photo_manifest(args.data))  # never the held-apart
-        sizes = ((args.train_size, 32) if args.net == "two_stream" else (32, args.train_size))
         samples = SyntheticForgeries(
             ForgerySynthesizer(train_photos, seed=args.seed,
                                config=SynthConfig(copy_move_mask=args.copy_move_mask,
                                                   p_photometric=args.photometric)),
-            args.bn_samples, *sizes)
+            args.bn_samples, *sample_sizes(args.net, args.train_size))
         recompute_batchnorm(args.net, model, DataLoader(samples, batch_size=8))
         averaged = {k: v.to(averaged[k].dtype).contiguous()
                     for k, v in model.state_dict().items()}

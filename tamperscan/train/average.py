@@ -9,6 +9,8 @@ from collections.abc import Iterable
 
 import torch
 
+from tamperscan.train.loop import net_forward
+
 
 def average_state_dicts(state_dicts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Element-wise mean of float tensors, max of integer ones; every dict must hold the
@@ -41,9 +43,7 @@ class _DictInputs(torch.nn.Module):
         self.net, self.model = net, model
 
     def forward(self, batch: dict[str, torch.Tensor]):
-        if self.net == "two_stream":
-            return self.model(batch["rgb"], batch["ela"])
-        return self.model(batch["sela"])
+        return net_forward(self.net, self.model, batch)
 
 
 def recompute_batchnorm(net: str, model: torch.nn.Module, batches: Iterable[dict]) -> None:

@@ -79,12 +79,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def sample_sizes(net: str, size: int) -> tuple[int, int]:
+    """(localizer, WCBnet) input sizes of a training sample for ``net`` at ``size``: the
+    other net's input is made at a token 32 px, unused."""
+    return (size, 32) if net == "two_stream" else (32, size)
+
+
+def net_forward(net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                device: torch.device | None = None):
+    """The net's forward pass on a training batch (each net takes its own named inputs)."""
+    if net == "two_stream":
+        return model(batch["rgb"].to(device), batch["ela"].to(device))
+    return model(batch["sela"].to(device))
+
+
 def _loss(
     net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
     image_loss_weight: float = 0.0,
 ) -> torch.Tensor:
     if net == "two_stream":
-        logits = model(batch["rgb"].to(device), batch["ela"].to(device))
+        logits = net_forward(net, model, batch, device)
         mask = batch["mask"].to(device)
         loss = F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(logits, mask)
         if image_loss_weight:
@@ -92,7 +106,7 @@ def _loss(
             loss = loss + image_loss_weight * F.binary_cross_entropy_with_logits(
                 map_logit(logits), label)
         return loss
-    logits, _ = model(batch["sela"].to(device))
+    logits, _ = net_forward(net, model, batch, device)
     labels = batch["label"].to(device)[:, None].expand_as(logits)
     return F.binary_cross_entropy_with_logits(logits, labels)
 
@@ -140,8 +154,7 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = model_config or load_config(settings.config)
     size = settings.train_size or int(cfg["input_size"])
-    ts_size = size if settings.net == "two_stream" else 32  # the other net's input: unused
-    cb_size = size if settings.net == "wcbnet" else 32
+    ts_size, cb_size = sample_sizes(settings.net, size)
     photos = photos or load_photo_manifest(Path(settings.data_root))
     train_photos, val_photos = split_photos(photos, seed=settings.seed)
     synth_config = SynthConfig(copy_move_mask=settings.copy_move_mask,
