@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from tamperscan.cli import load_pipeline_config
 from tamperscan.evaluate import read_manifest
-from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch, image_score
+from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch, image_score, noisy_or
 
 
 def blur_max(prob: np.ndarray, frac: int = 32) -> float:
@@ -30,10 +30,6 @@ def blur_max(prob: np.ndarray, frac: int = 32) -> float:
 def top_mean(prob: np.ndarray, q: float) -> float:
     flat = np.sort(prob.ravel())
     return float(flat[int(len(flat) * (1 - q)):].mean())
-
-
-def noisy_or(a: float, b: float) -> float:
-    return 1 - (1 - a) * (1 - b)
 
 
 # Each rule: (localizer map, WCBnet score, copy-move confidence) -> image score.

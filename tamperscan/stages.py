@@ -259,6 +259,11 @@ class Detect(_NetStage):
         return self._run(batch, outputs, compute, "t_detect")
 
 
+def noisy_or(a, b):
+    """1 - (1 - a)(1 - b): either piece of evidence alone can make the score high."""
+    return 1 - (1 - a) * (1 - b)
+
+
 def image_score(batch: Batch) -> np.ndarray:
     """Final image score: the mean of the localizer's and WCBnet's probabilities, combined
     with the copy-move confidence by noisy-OR, 1 - (1 - nets)(1 - copy_move): either kind of
@@ -269,7 +274,7 @@ def image_score(batch: Batch) -> np.ndarray:
     MODEL_CARD.md)."""
     nets = (batch["score_two_stream"] + batch["score_wcbnet"]) / 2
     if "score_copy_move" in batch:
-        nets = 1 - (1 - nets) * (1 - batch["score_copy_move"])
+        nets = noisy_or(nets, batch["score_copy_move"])
     return nets.astype(np.float32)
 
 
