@@ -13,18 +13,20 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from tamperscan.cli import load_pipeline_config
 from tamperscan.evaluate import read_manifest
-from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch, image_score, noisy_or
-
-
-def blur_max(prob: np.ndarray, frac: int = 32) -> float:
-    k = max(3, prob.shape[-1] // frac) | 1
-    return float(cv2.blur(prob.astype(np.float32), (k, k)).max())
+from tamperscan.stages import (
+    DecodeELA,
+    Detect,
+    Localize,
+    bytes_batch,
+    image_score,
+    map_score,
+    noisy_or,
+)
 
 
 def top_mean(prob: np.ndarray, q: float) -> float:
@@ -34,19 +36,19 @@ def top_mean(prob: np.ndarray, q: float) -> float:
 
 # Each rule: (localizer map, WCBnet score, copy-move confidence) -> image score.
 RULES = {
-    "ts_blurmax_32": lambda m, w, c: blur_max(m, 32),
-    "ts_blurmax_16": lambda m, w, c: blur_max(m, 16),
+    "ts_blurmax_32": lambda m, w, c: map_score(m, 32),
+    "ts_blurmax_16": lambda m, w, c: map_score(m, 16),
     "ts_top1pct": lambda m, w, c: top_mean(m, 0.01),
     "ts_top5pct": lambda m, w, c: top_mean(m, 0.05),
     "ts_mean": lambda m, w, c: float(m.mean()),
-    "ts_contrast": lambda m, w, c: blur_max(m, 32) - float(np.median(m)),
+    "ts_contrast": lambda m, w, c: map_score(m, 32) - float(np.median(m)),
     "ts_area_0.5": lambda m, w, c: float((m >= 0.5).mean()),
     "wcbnet": lambda m, w, c: w,
-    "mean_blurmax_wcbnet": lambda m, w, c: (blur_max(m, 32) + w) / 2,
-    "mean_contrast_wcbnet": lambda m, w, c: (blur_max(m, 32) - float(np.median(m)) + w) / 2,
+    "mean_blurmax_wcbnet": lambda m, w, c: (map_score(m, 32) + w) / 2,
+    "mean_contrast_wcbnet": lambda m, w, c: (map_score(m, 32) - float(np.median(m)) + w) / 2,
     "copy_move": lambda m, w, c: c,
     # the shipped noisy-OR without one of its net inputs
-    "ts_or_copy_move": lambda m, w, c: noisy_or(blur_max(m, 32), c),
+    "ts_or_copy_move": lambda m, w, c: noisy_or(map_score(m, 32), c),
     "wcbnet_or_copy_move": lambda m, w, c: noisy_or(w, c),
 }
 

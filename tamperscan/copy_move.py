@@ -290,7 +290,11 @@ def verified_clones(gray: np.ndarray, options: CopyMoveOptions) -> list[Clone]:
     for model, src, dst in find_clones(gray, options):
         if len(src) < fewest:
             continue
-        correlation = seed_correlation(gray, model, dst, options.verify_window)
+        # Without any correlation rule (verify_zncc 0, few-match rule off) the value is
+        # never read: skip the warp.
+        unchecked = options.verify_zncc <= 0 and options.area_min_inliers is None
+        correlation = (1.0 if unchecked
+                       else seed_correlation(gray, model, dst, options.verify_window))
         if not passes(len(src), correlation, 1.0, options):
             continue
         region = clone_region(gray, model, src, dst, options)

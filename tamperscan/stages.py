@@ -199,10 +199,11 @@ def _nchw(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
 
 
-def map_score(prob: np.ndarray) -> float:
-    """Image score of a localizer map: the max after a small box blur, so that one hot pixel
-    does not flag an image but a tampered region of a few percent of the side does."""
-    k = max(3, prob.shape[-1] // 32) | 1
+def map_score(prob: np.ndarray, fraction: int = 32) -> float:
+    """Image score of a localizer map: the max after a box blur of side / ``fraction``, so
+    that one hot pixel does not flag an image but a tampered region of a few percent of the
+    side does."""
+    k = max(3, prob.shape[-1] // fraction) | 1
     return float(cv2.blur(prob.astype(np.float32), (k, k)).max())
 
 
