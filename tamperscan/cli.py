@@ -167,6 +167,26 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="Report JSON, or a folder of them.")],
+    candidate: Annotated[Path, typer.Argument(help="Report(s) of the candidate, same images.")],
+    method: Annotated[str, typer.Option(help="Which method's outputs to compare.")] = "final",
+    samples: Annotated[int, typer.Option(min=100, help="Bootstrap samples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """Is the candidate better? Paired bootstrap of each metric's difference per dataset and
+    for the mean over datasets (`tamperscan evaluate` reports on the same images)."""
+    from tamperscan.compare import compare as run_compare
+    from tamperscan.compare import load_reports, markdown
+
+    try:
+        result = run_compare(load_reports(base), load_reports(candidate), method, samples, seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    print(markdown(result, method))
+
+
+@app.command()
 def explain(
     image: Annotated[Path, typer.Argument(help="An image file.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the overlay PNGs.")],

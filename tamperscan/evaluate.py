@@ -47,13 +47,14 @@ class Item:
     image: Path
     mask: Path | None
     label: int
+    name: str = ""  # the image path as the manifest writes it
 
 
 def read_manifest(folder: Path) -> list[Item]:
     with (folder / "MANIFEST.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     return [Item(folder / r["image"], folder / r["mask"] if r.get("mask") else None,
-                 int(r["label"])) for r in rows]
+                 int(r["label"]), r["image"]) for r in rows]
 
 
 def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -88,6 +89,7 @@ class Scored:
     scores: dict[str, float]
     maps: dict[str, np.ndarray]
     masks: dict[str, np.ndarray]
+    name: str = ""  # the manifest's image path: pairs the images of two reports
 
 
 class Evaluator:
@@ -142,15 +144,33 @@ def _pixel_metrics(truth: np.ndarray, prob: np.ndarray, pred: np.ndarray) -> tup
     return float(f1), best, float(auc)
 
 
-def summarise(scored: list[Scored], tamper_threshold: float) -> dict[str, dict[str, float]]:
+def image_records(scored: list[Scored]) -> list[dict]:
+    """One record per scored image: name, label, every method's image score and -- for a
+    forged image with a non-empty ground truth -- its pixel (F1@0.5, best F1, AUC). The
+    report keeps them so that two reports on the same images can be compared image by image
+    (tamperscan.compare), and so that the summary is recomputable from the file."""
+    records = []
+    for s in scored:
+        forged = s.label == 1 and s.truth is not None and bool(s.truth.any())
+        records.append({
+            "image": s.name, "label": s.label,
+            "scores": {m: s.scores[m] for m in METHODS},
+            "pixel": {m: list(_pixel_metrics(s.truth, s.maps[m], s.masks[m]))
+                      for m in METHODS} if forged else None})
+    return records
+
+
+def summarise_records(records: list[dict], tamper_threshold: float) -> dict[str, dict[str, float]]:
+    """Per-method metrics: pixel metrics averaged over forged images, image AUC and balanced
+    accuracy over all images (NaN without both labels)."""
     out = {}
-    forged = [s for s in scored if s.label == 1 and s.truth is not None and s.truth.any()]
-    labels = [s.label for s in scored]
+    forged = [r for r in records if r["pixel"] is not None]
+    labels = [r["label"] for r in records]
+    both = len(set(labels)) == 2
     for method in METHODS:
-        pix = np.array([_pixel_metrics(s.truth, s.maps[method], s.masks[method])
-                        for s in forged]) if forged else np.full((1, 3), np.nan)
-        image_scores = [s.scores[method] for s in scored]
-        both = len(set(labels)) == 2
+        pix = (np.array([r["pixel"][method] for r in forged], dtype=float) if forged
+               else np.full((1, 3), np.nan))
+        image_scores = [r["scores"][method] for r in records]
         out[method] = {
             "pixel_f1": float(np.nanmean(pix[:, 0])),
             "pixel_f1_best": float(np.nanmean(pix[:, 1])),
@@ -170,6 +190,7 @@ def _iter_scored(evaluator: Evaluator, items: list[Item],
             data = attack(data)
         result = evaluator.score(data, item.label, item.mask)
         if result is not None:
+            result.name = item.name
             yield result
 
 
@@ -191,10 +212,12 @@ def evaluate(folder: Path, config: PipelineConfig | None = None, robustness: boo
             scored.append(s)
             if progress and n % 10 == 0:
                 progress(f"{folder.name} [{name}] {n}/{len(items)}")
-        metrics = summarise(scored, config.tamper_threshold)
+        records = image_records(scored)
+        metrics = summarise_records(records, config.tamper_threshold)
         if name == "clean":
             report["methods"] = metrics
             report["n_scored"] = len(scored)
+            report["images"] = records
         else:
             report.setdefault("robustness", {})[name] = metrics
     return report

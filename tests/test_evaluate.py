@@ -71,3 +71,13 @@ def test_cli_writes_json_and_markdown(config, tmp_path):
     assert "| all_tampered |" in result.output
     assert json.loads(out.read_text())["n_forged"] + json.loads(out.read_text())[
         "n_authentic"] == 3
+
+
+def test_per_image_records_reproduce_the_summary(report, config):
+    from tamperscan.evaluate import summarise_records
+
+    items = read_manifest(SAMPLES)
+    assert [r["image"] for r in report["images"]] == [i.name for i in items]
+    assert all((r["pixel"] is None) == (r["label"] == 0) for r in report["images"])
+    again = summarise_records(report["images"], config.tamper_threshold)
+    assert again == report["methods"]
