@@ -180,9 +180,13 @@ def compare(
     from tamperscan.compare import load_reports, markdown
 
     try:
-        result = run_compare(load_reports(base), load_reports(candidate), method, samples, seed)
+        a, b = load_reports(base), load_reports(candidate)
+        result = run_compare(a, b, method, samples, seed)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    skipped = sorted(set(a) ^ set(b))
+    if skipped:
+        console.print(f"only on one side, not compared: {', '.join(skipped)}")
     print(markdown(result, method))
 
 

@@ -113,14 +113,23 @@ def _difference(full: tuple[float, float], draws: tuple[np.ndarray, np.ndarray])
     return Difference(full[0], full[1], float(low), float(high), p_better)
 
 
+def shared_datasets(base: dict[str, dict], candidate: dict[str, dict]) -> list[str]:
+    """Datasets in both collections (a folder may hold an extra report, e.g. a validation
+    split); none in common is an error."""
+    names = sorted(set(base) & set(candidate))
+    if not names:
+        raise ValueError(f"different datasets: {sorted(base)} vs {sorted(candidate)}")
+    return names
+
+
 def compare(base: dict[str, dict], candidate: dict[str, dict], method: str = "final",
             samples: int = 2000, seed: int = 0) -> dict[str, dict[str, Difference]]:
-    """Per dataset (and ``"mean"`` over the datasets) and metric, the paired difference."""
-    if set(base) != set(candidate):
-        raise ValueError(f"different datasets: {sorted(base)} vs {sorted(candidate)}")
+    """Per dataset (and ``"mean"`` over the datasets) and metric, the paired difference, on
+    the datasets both sides report (`shared_datasets`)."""
+    names = shared_datasets(base, candidate)
     rng = np.random.default_rng(seed)
     per_set = {name: PairedSamples(base[name], candidate[name], method, samples, rng)
-               for name in sorted(base)}
+               for name in names}
     out = {name: {m: _difference(s.full[m], s.draws[m]) for m in METRICS if m in s.full}
            for name, s in per_set.items()}
     mean = {}

@@ -101,6 +101,7 @@ def test_reports_on_different_images_or_sets_are_refused():
         compare({"a": a}, {"a": fewer})
     with pytest.raises(ValueError, match="different datasets"):
         compare({"a": a}, {"b": a})
+    assert set(compare({"a": a, "c": a}, {"a": a}, samples=100)) == {"a"}  # common sets only
 
 
 def test_cli_compares_folders_and_explains_old_reports(tmp_path):
