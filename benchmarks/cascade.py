@@ -101,7 +101,7 @@ class Arm:
         for stage in self.stages:
             is_refine = isinstance(stage, Refine)
             if is_refine:
-                self.scores += image_score(batch).tolist()
+                self.scores += image_score(batch, self.config).tolist()
             w0, c0 = time.perf_counter(), time.process_time()
             batch = stage(batch)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0

@@ -73,7 +73,8 @@ def main() -> None:
         for name, rule in RULES.items():
             values[name].append(rule(batch["ts_map"][0], float(batch["score_wcbnet"][0]),
                                      float(batch["score_copy_move"][0])))
-        values["shipped_final"].append(float(image_score(batch)[0]))  # with the copy-move score
+        # the shipped score, copy-move included
+        values["shipped_final"].append(float(image_score(batch, config)[0]))
     result = {name: round(float(roc_auc_score(labels, v)), 3) for name, v in values.items()}
     if args.save:
         np.savez(args.save, label=np.array(labels), **{k: np.array(v) for k, v in values.items()})

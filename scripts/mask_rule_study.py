@@ -58,7 +58,7 @@ def collect(folder: Path, config: PipelineConfig) -> list[dict]:
             continue
         heat = final_map(batch["ts_map"][0], None, False, 0.0, batch["cm_map"][0])
         rows.append({"heat": heat, "clone": batch["cm_map"][0].astype(np.float32), "truth": truth,
-                     "score": float(image_score(batch)[0]),
+                     "score": float(image_score(batch, config)[0]),
                      "format": "jpeg" if item.image.suffix.lower() in JPEG else "lossless"})
     return rows
 

@@ -61,6 +61,12 @@ class PipelineConfig(BaseModel):
     #: on the synthetic validation split for the shipped weights, where their CAM is not yet
     #: informative (pixel AUC < 0.5): 0, which also skips refinement. See MODEL_CARD.md.
     cam_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Optional logistic image score over the nets' per-image evidence, a YAML written by
+    #: scripts/fit_image_score.py on labelled data (tamperscan/score_model.py); None: the mean
+    #: of the localizer's and WCBnet's scores. Either way noisy-OR with the copy-move
+    #: confidence. Fit on synthetic validation splits it ranked those better but lost on the
+    #: evaluation sets (MODEL_CARD.md, eighth session), so none ships.
+    image_score_model: str | None = None
     #: Side of the square working resolution of segment-and-fuse (the segmenter's cost).
     refine_size: int = Field(default=256, ge=32)
     #: Keypoint copy-move detector (tamperscan/copy_move.py) run on the decoded image: its

@@ -110,7 +110,7 @@ class Evaluator:
         cam = cv2.resize(batch["cam"][0].astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
         refined = refine_heatmap(self.segmenter, batch["rgb"][0], batch["cam"][0],
                                  self.config.refine_size)
-        score = float(image_score(batch)[0])
+        score = float(image_score(batch, self.config)[0])
         cascade = score >= self.config.refine_threshold and self.config.cam_weight > 0
         heat = final_map(batch["ts_map"][0], refined, cascade, self.config.cam_weight,
                          batch["cm_map"][0])

@@ -67,7 +67,7 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
     cam = cv2.resize(batch["cam"][0].astype(np.float32), (s, s))
     segmenter = build_segmenter(config.segmenter, **config.segmenter_options)
     refined, region = refine_at(segmenter, batch["rgb"][0], batch["cam"][0], config.refine_size)
-    score = float(image_score(batch)[0])
+    score = float(image_score(batch, config)[0])
     cascade = score >= config.refine_threshold and config.cam_weight > 0
     heat = final_map(batch["ts_map"][0], refined, cascade, config.cam_weight,
                      batch["cm_map"][0])

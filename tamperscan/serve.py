@@ -291,7 +291,7 @@ class ScanService:
         if batch["status"][0] != "ok":
             raise _failure_from_row(batch, "models")
         pipeline = self.settings.pipeline
-        if pipeline.cam_weight > 0 and image_score(batch)[0] >= pipeline.refine_threshold:
+        if pipeline.cam_weight > 0 and image_score(batch, pipeline)[0] >= pipeline.refine_threshold:
             batch = merge_outputs(batch, await self._call("Refine", batch))
         else:
             batch = self.skip_refine(batch)

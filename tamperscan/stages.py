@@ -29,6 +29,7 @@ from tamperscan.preprocess.inputs import model_inputs
 from tamperscan.refine.cam import fuse_geometric, normalize_cams
 from tamperscan.refine.fusion import refine_cam
 from tamperscan.refine.segmenters import build_segmenter
+from tamperscan.score_model import ImageScoreModel, load_score_model
 
 Batch = dict[str, np.ndarray]
 
@@ -127,6 +128,7 @@ class DecodeELA:
             "sela": np.zeros((n, self.cb_size, self.cb_size, 3), np.float16),
             "cm_map": np.zeros((n, self.ts_size, self.ts_size), np.float16),
             "score_copy_move": np.zeros(n, np.float32),
+            "ela_score": np.zeros(n, np.float32), "ela_p99": np.zeros(n, np.float32),
             "t_decode": np.zeros(n, np.float32), "t_copy_move": np.zeros(n, np.float32),
         }
         for i in range(n):
@@ -138,6 +140,8 @@ class DecodeELA:
                 out["width"][i], out["height"][i] = image.width, image.height
                 inputs = model_inputs(image.rgb, self.quality, self.ts_size, self.cb_size)
                 out["rgb"][i], out["ela"][i], out["sela"][i] = inputs.rgb, inputs.ela, inputs.sela
+                level = out["ela"][i].astype(np.float32).mean(axis=2)  # image score evidence
+                out["ela_score"][i], out["ela_p99"][i] = map_score(level), np.percentile(level, 99)
             except ImageError as exc:
                 _mark_error(out, i, exc.code, str(exc))
             except Exception as exc:  # a decoder bug must not take the batch down
@@ -229,10 +233,12 @@ class Localize(_NetStage):
                 logits = (logits + mirrored["logits"][..., ::-1]) / 2
             prob = expit(logits[:, 0])
             return {"ts_map": prob.astype(np.float16),
-                    "score_two_stream": np.array([map_score(p) for p in prob], np.float32)}
+                    "score_two_stream": np.array([map_score(p) for p in prob], np.float32),
+                    "ts_std": prob.reshape(len(prob), -1).std(axis=1).astype(np.float32)}
 
         outputs = {"ts_map": np.zeros((n, s, s), np.float16),
-                   "score_two_stream": np.zeros(n, np.float32)}
+                   "score_two_stream": np.zeros(n, np.float32),
+                   "ts_std": np.zeros(n, np.float32)}
         return self._run(batch, outputs, compute, "t_localize")
 
 
@@ -260,20 +266,32 @@ class Detect(_NetStage):
         return self._run(batch, outputs, compute, "t_detect")
 
 
+def score_model(config: PipelineConfig) -> ImageScoreModel | None:
+    """The configured image score model (loaded once), or None for the fixed mean rule."""
+    if not config.image_score_model:
+        return None
+    return load_score_model(str(model_path(config.image_score_model)), model_versions(config))
+
+
 def noisy_or(a, b):
     """1 - (1 - a)(1 - b): either piece of evidence alone can make the score high."""
     return 1 - (1 - a) * (1 - b)
 
 
-def image_score(batch: Batch) -> np.ndarray:
-    """Final image score: the mean of the localizer's and WCBnet's probabilities, combined
-    with the copy-move confidence by noisy-OR, 1 - (1 - nets)(1 - copy_move): either kind of
-    evidence can flag an image, and a verified clone (confidence >= 0.5 =
+def image_score(batch: Batch, config: PipelineConfig) -> np.ndarray:
+    """Final image score: the nets' probability -- the configured logistic model's
+    (`score_model`) or, without one, the mean of the localizer's and WCBnet's scores --
+    combined with the copy-move confidence by noisy-OR, 1 - (1 - nets)(1 - copy_move): either
+    kind of evidence can flag an image, and a verified clone (confidence >= 0.5 =
     ``tamper_threshold``'s default, 0 without one) always lifts an image above every image
-    with the same net score and none. On both synthetic validation splits it ranks images
-    better than taking the larger of the two (image AUC 0.688 vs 0.670, 0.670 vs 0.655;
-    MODEL_CARD.md)."""
-    nets = (batch["score_two_stream"] + batch["score_wcbnet"]) / 2
+    with the same net score and none. On both synthetic validation splits noisy-OR ranks
+    images better than taking the larger of the two (image AUC 0.688 vs 0.670, 0.670 vs
+    0.655; MODEL_CARD.md)."""
+    model = score_model(config)
+    if model is not None:
+        nets = model.probability(batch)
+    else:
+        nets = (batch["score_two_stream"] + batch["score_wcbnet"]) / 2
     if "score_copy_move" in batch:
         nets = noisy_or(nets, batch["score_copy_move"])
     return nets.astype(np.float32)
@@ -303,6 +321,7 @@ class Refine:
     re-running or materialising the upstream, so the cascade lives inside the stage.)"""
 
     def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
         # With cam_weight 0 the refined map cannot change the output: skip the work.
         self.threshold = config.refine_threshold if config.cam_weight > 0 else np.inf
         self.size = config.refine_size
@@ -313,7 +332,7 @@ class Refine:
         out = {**batch, "status": _strings(list(batch["status"])),
                "error": _strings(list(batch["error"])), "refined": np.zeros((n, s, s), np.float16),
                "was_refined": np.zeros(n, bool), "t_refine": np.zeros(n, np.float32)}
-        scores = image_score(batch)
+        scores = image_score(batch, self.config)
         for i in np.flatnonzero(_ok(batch) & (scores >= self.threshold)):
             start = time.perf_counter()
             try:
@@ -393,7 +412,7 @@ class Finalize:
 
     def __call__(self, batch: Batch) -> Batch:
         n = _n(batch)
-        scores = image_score(batch)
+        scores = image_score(batch, self.config)
         tampered = _ok(batch) & (scores >= self.config.tamper_threshold)
         masks, heatmaps, fractions = [], [], np.zeros(n, np.float32)
         cm_maps = batch.get("cm_map")

@@ -154,13 +154,14 @@ def test_pipeline_raises_score_and_marks_map():
     out.update(score_two_stream=np.array([0.1], np.float32),
                score_wcbnet=np.array([0.1], np.float32))
     clone = float(out["score_copy_move"][0])
-    assert image_score(out)[0] == pytest.approx(1 - 0.9 * (1 - clone))  # noisy-OR
+    mean_rule = PipelineConfig(image_score_model=None)
+    assert image_score(out, mean_rule)[0] == pytest.approx(1 - 0.9 * (1 - clone))  # noisy-OR
     # a verified clone outranks the same net score without one, and never lowers a score
     out.update(score_two_stream=np.array([0.8], np.float32),
                score_wcbnet=np.array([0.8], np.float32))
-    assert 0.8 < image_score(out)[0] < 1.0
+    assert 0.8 < image_score(out, mean_rule)[0] < 1.0
     out["score_copy_move"] = np.zeros(1, np.float32)
-    assert image_score(out)[0] == pytest.approx(0.8)
+    assert image_score(out, mean_rule)[0] == pytest.approx(0.8)
     heat = final_map(np.zeros((SIZE, SIZE), np.float16), None, False, 0.0, out["cm_map"][0])
     assert heat[truth].mean() > 0.8
 
