@@ -4,7 +4,7 @@ data: the image threshold that maximises balanced accuracy, then the global pixe
 on the final heatmap that maximises mean per-image F1 of the reported masks (empty in images
 below the image threshold) over forged images.
 
-    .venv/bin/python scripts/calibrate.py /tmp/tamperscan-val
+    .venv/bin/python scripts/calibrate.py /tmp/tamperscan-val [--config candidate.yaml]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from tamperscan.config import PipelineConfig
+from tamperscan.cli import load_pipeline_config
 from tamperscan.evaluate import Evaluator, read_manifest
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -27,8 +27,10 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--tamper-threshold", type=float, default=None,
                         help="keep this image threshold; calibrate only the mask threshold")
+    parser.add_argument("--config", type=Path,
+                        help="pipeline YAML (e.g. candidate two_stream_weights)")
     args = parser.parse_args()
-    evaluator = Evaluator(PipelineConfig())
+    evaluator = Evaluator(load_pipeline_config(args.config))
     scores, labels, maps = [], [], []
     for item in read_manifest(args.dataset):
         scored = evaluator.score(item.image.read_bytes(), item.label, item.mask)
