@@ -25,11 +25,19 @@ from sklearn.metrics import roc_auc_score
 
 from tamperscan.cli import load_pipeline_config
 from tamperscan.evaluate import read_manifest
-from tamperscan.score_model import FEATURES, ImageScoreModel
-from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch, model_versions, noisy_or
+from tamperscan.score_model import FEATURES, ImageScoreModel, feature
+from tamperscan.stages import (
+    DecodeELA,
+    Detect,
+    Localize,
+    bytes_batch,
+    model_versions,
+    nets_score,
+    noisy_or,
+)
 
 DEFAULT_FEATURES = ("score_two_stream", "ts_std", "ela_score", "ela_p99")
-COLUMNS = (*FEATURES, "score_copy_move")
+COLUMNS = (*FEATURES, "score_copy_move", "mean_rule")
 
 
 def collect(folder: Path, stages: list, batch_size: int = 8) -> tuple[np.ndarray, dict]:
@@ -41,11 +49,13 @@ def collect(folder: Path, stages: list, batch_size: int = 8) -> tuple[np.ndarray
         batch = bytes_batch([i.image.read_bytes() for i in chunk])
         for stage in stages:
             batch = stage(batch)
+        batch["mean_rule"] = nets_score(batch)  # the default nets score, to compare with
+        values = {c: feature(batch, c) for c in COLUMNS}
         for k, item in enumerate(chunk):
             if batch["status"][k] == "ok":
                 labels.append(item.label)
                 for c in COLUMNS:
-                    columns[c].append(float(batch[c][k]))
+                    columns[c].append(float(values[c][k]))
     return np.array(labels), {c: np.array(v) for c, v in columns.items()}
 
 
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for split, (y, cols) in data.items():
         copy_move = cols["score_copy_move"]
-        fixed = noisy_or((cols["score_two_stream"] + cols["score_wcbnet"]) / 2, copy_move)
+        fixed = noisy_or(cols["mean_rule"], copy_move)
         learned = noisy_or(model.probability(cols), copy_move)
         results[str(split)] = {"n": len(y), "forged": int(y.sum()),
                                "image_auc_mean_rule": round(roc_auc_score(y, fixed), 3),

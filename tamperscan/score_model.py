@@ -16,6 +16,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 from pydantic import BaseModel, model_validator
@@ -23,14 +24,42 @@ from scipy.special import expit
 
 log = logging.getLogger(__name__)
 
-#: Per-image batch columns a model may use, and the stage that writes each.
+
+def map_score(prob: np.ndarray, fraction: int = 32) -> float:
+    """Image score of a localizer map: the max after a box blur of side / ``fraction``, so
+    that one hot pixel does not flag an image but a tampered region of a few percent of the
+    side does."""
+    k = max(3, prob.shape[-1] // fraction) | 1
+    return float(cv2.blur(prob.astype(np.float32), (k, k)).max())
+
+
+def _ela_levels(batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return [e.astype(np.float32).mean(axis=2) for e in batch["ela"]]
+
+
+#: Per-image evidence a model may use. Stage outputs are read from the batch; the others are
+#: derived here from the maps already in it (localizer map, ELA), and only when a model asks,
+#: so the default scan pays nothing for them.
 FEATURES = {
     "score_two_stream": "Localize: max of the probability map after a side/32 box blur",
-    "ts_std": "Localize: standard deviation of the probability map",
     "score_wcbnet": "Detect: mean of the three heads' probabilities",
-    "ela_score": "DecodeELA: the same blurred max of the channel-mean ELA map",
-    "ela_p99": "DecodeELA: 99th percentile of the channel-mean ELA map",
+    "ts_std": "standard deviation of the localizer's probability map",
+    "ela_score": "the blurred max (as score_two_stream) of the channel-mean ELA map",
+    "ela_p99": "99th percentile of the channel-mean ELA map",
 }
+_DERIVED = {
+    "ts_std": lambda b: b["ts_map"].reshape(len(b["ts_map"]), -1).astype(np.float32).std(axis=1),
+    "ela_score": lambda b: [map_score(level) for level in _ela_levels(b)],
+    "ela_p99": lambda b: [np.percentile(level, 99) for level in _ela_levels(b)],
+}
+
+
+def feature(batch: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """One feature per row: the batch's column of that name when it has one (stage outputs,
+    or features collected earlier), else derived from its maps."""
+    if name in batch:
+        return np.asarray(batch[name], np.float64)
+    return np.asarray(_DERIVED[name](batch), np.float64)
 
 
 class ImageScoreModel(BaseModel):
@@ -59,7 +88,7 @@ class ImageScoreModel(BaseModel):
         return self
 
     def probability(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        x = np.stack([np.asarray(batch[f], np.float64) for f in self.features], axis=1)
+        x = np.stack([feature(batch, f) for f in self.features], axis=1)
         z = ((x - np.array(self.mean)) / np.array(self.scale)) @ np.array(self.coef)
         return expit(z + self.intercept)
 

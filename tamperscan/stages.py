@@ -29,7 +29,7 @@ from tamperscan.preprocess.inputs import model_inputs
 from tamperscan.refine.cam import fuse_geometric, normalize_cams
 from tamperscan.refine.fusion import refine_cam
 from tamperscan.refine.segmenters import build_segmenter
-from tamperscan.score_model import ImageScoreModel, load_score_model
+from tamperscan.score_model import ImageScoreModel, load_score_model, map_score
 
 Batch = dict[str, np.ndarray]
 
@@ -128,7 +128,6 @@ class DecodeELA:
             "sela": np.zeros((n, self.cb_size, self.cb_size, 3), np.float16),
             "cm_map": np.zeros((n, self.ts_size, self.ts_size), np.float16),
             "score_copy_move": np.zeros(n, np.float32),
-            "ela_score": np.zeros(n, np.float32), "ela_p99": np.zeros(n, np.float32),
             "t_decode": np.zeros(n, np.float32), "t_copy_move": np.zeros(n, np.float32),
         }
         for i in range(n):
@@ -140,8 +139,6 @@ class DecodeELA:
                 out["width"][i], out["height"][i] = image.width, image.height
                 inputs = model_inputs(image.rgb, self.quality, self.ts_size, self.cb_size)
                 out["rgb"][i], out["ela"][i], out["sela"][i] = inputs.rgb, inputs.ela, inputs.sela
-                level = out["ela"][i].astype(np.float32).mean(axis=2)  # image score evidence
-                out["ela_score"][i], out["ela_p99"][i] = map_score(level), np.percentile(level, 99)
             except ImageError as exc:
                 _mark_error(out, i, exc.code, str(exc))
             except Exception as exc:  # a decoder bug must not take the batch down
@@ -203,14 +200,6 @@ def _nchw(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
 
 
-def map_score(prob: np.ndarray, fraction: int = 32) -> float:
-    """Image score of a localizer map: the max after a box blur of side / ``fraction``, so
-    that one hot pixel does not flag an image but a tampered region of a few percent of the
-    side does."""
-    k = max(3, prob.shape[-1] // fraction) | 1
-    return float(cv2.blur(prob.astype(np.float32), (k, k)).max())
-
-
 class Localize(_NetStage):
     """Two-stream localizer: per-pixel tamper probability at the model size + image score.
     With ``localizer_flip`` the logits are the mean of the image's and its mirror's (mirrored
@@ -233,12 +222,10 @@ class Localize(_NetStage):
                 logits = (logits + mirrored["logits"][..., ::-1]) / 2
             prob = expit(logits[:, 0])
             return {"ts_map": prob.astype(np.float16),
-                    "score_two_stream": np.array([map_score(p) for p in prob], np.float32),
-                    "ts_std": prob.reshape(len(prob), -1).std(axis=1).astype(np.float32)}
+                    "score_two_stream": np.array([map_score(p) for p in prob], np.float32)}
 
         outputs = {"ts_map": np.zeros((n, s, s), np.float16),
-                   "score_two_stream": np.zeros(n, np.float32),
-                   "ts_std": np.zeros(n, np.float32)}
+                   "score_two_stream": np.zeros(n, np.float32)}
         return self._run(batch, outputs, compute, "t_localize")
 
 
@@ -273,6 +260,14 @@ def score_model(config: PipelineConfig) -> ImageScoreModel | None:
     return load_score_model(str(model_path(config.image_score_model)), model_versions(config))
 
 
+def nets_score(batch: Batch, model: ImageScoreModel | None = None) -> np.ndarray:
+    """The nets' part of the image score: ``model``'s probability, or without one the mean
+    of the localizer's and WCBnet's scores."""
+    if model is not None:
+        return model.probability(batch)
+    return (batch["score_two_stream"] + batch["score_wcbnet"]) / 2
+
+
 def noisy_or(a, b):
     """1 - (1 - a)(1 - b): either piece of evidence alone can make the score high."""
     return 1 - (1 - a) * (1 - b)
@@ -287,11 +282,7 @@ def image_score(batch: Batch, config: PipelineConfig) -> np.ndarray:
     with the same net score and none. On both synthetic validation splits noisy-OR ranks
     images better than taking the larger of the two (image AUC 0.688 vs 0.670, 0.670 vs
     0.655; MODEL_CARD.md)."""
-    model = score_model(config)
-    if model is not None:
-        nets = model.probability(batch)
-    else:
-        nets = (batch["score_two_stream"] + batch["score_wcbnet"]) / 2
+    nets = nets_score(batch, score_model(config))
     if "score_copy_move" in batch:
         nets = noisy_or(nets, batch["score_copy_move"])
     return nets.astype(np.float32)
@@ -332,6 +323,8 @@ class Refine:
         out = {**batch, "status": _strings(list(batch["status"])),
                "error": _strings(list(batch["error"])), "refined": np.zeros((n, s, s), np.float16),
                "was_refined": np.zeros(n, bool), "t_refine": np.zeros(n, np.float32)}
+        if np.isinf(self.threshold):  # refinement off: nothing to score or refine
+            return out
         scores = image_score(batch, self.config)
         for i in np.flatnonzero(_ok(batch) & (scores >= self.threshold)):
             start = time.perf_counter()

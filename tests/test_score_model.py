@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from scipy.special import expit
 
 from tamperscan.config import PipelineConfig
-from tamperscan.score_model import ImageScoreModel, load_score_model
+from tamperscan.score_model import ImageScoreModel, feature, load_score_model
 from tamperscan.stages import (
     DecodeELA,
     bytes_batch,
@@ -71,13 +71,15 @@ def test_image_score_is_noisy_or_of_the_model_and_the_clone(tmp_path):
         [0.5, 1 - 0.5 * 0.4])
 
 
-def test_decode_stage_writes_the_error_level_features():
+def test_error_level_features_come_from_the_decoded_ela():
     config = PipelineConfig()
     out = DecodeELA(config)(bytes_batch(list(good_images(2).values())))
+    assert "ela_score" not in out  # derived only when a model asks, not by every scan
+    ela_score, ela_p99 = feature(out, "ela_score"), feature(out, "ela_p99")
     for i in range(2):
         level = out["ela"][i].astype(np.float32).mean(axis=2)
-        assert out["ela_score"][i] == pytest.approx(map_score(level))
-        assert out["ela_p99"][i] == pytest.approx(np.percentile(level, 99))
+        assert ela_score[i] == pytest.approx(map_score(level))
+        assert ela_p99[i] == pytest.approx(np.percentile(level, 99))
 
 
 def test_fit_script_writes_a_model_the_pipeline_uses(tmp_path):
@@ -107,12 +109,15 @@ def test_fit_script_writes_a_model_the_pipeline_uses(tmp_path):
     assert image_score(batch, scored)[0] == pytest.approx(expit(fitted.intercept), rel=1e-5)
 
 
-def test_localize_stage_writes_the_map_spread(tmp_path):
+def test_map_spread_comes_from_the_localizer_map(tmp_path):
     from tamperscan.stages import Localize
     from tests.helpers import random_weights_config
 
     config = random_weights_config(tmp_path)
     batch = Localize(config)(DecodeELA(config)(bytes_batch(list(good_images(2).values()))))
+    spreads = feature(batch, "ts_std")
     for i in range(2):
         spread = batch["ts_map"][i].astype(np.float32).std()
-        assert batch["ts_std"][i] == pytest.approx(spread, abs=1e-3)  # map stored as fp16
+        assert spreads[i] == pytest.approx(spread, abs=1e-3)
+    stored = {**batch, "ts_std": np.array([0.25, 0.5])}  # a stored column wins
+    assert feature(stored, "ts_std") == pytest.approx([0.25, 0.5])
