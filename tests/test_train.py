@@ -166,3 +166,36 @@ def test_batchnorm_statistics_are_re_estimated_on_the_given_batches(photos):
     assert not model.training
     assert first_bn.running_mean.abs().sum() > 0
     assert first_bn.num_batches_tracked == 2
+
+
+def test_training_seed_does_not_move_the_held_apart_photos(photos, tmp_path, monkeypatch):
+    """Runs with different seeds must validate on (and may be averaged against) one split
+    none of them trained on; only ``split_seed`` moves it."""
+    import tamperscan.train.loop as loop
+
+    made: list[tuple[list[int], int]] = []
+    real = loop.ForgerySynthesizer
+
+    def recording(photo_list, seed, config=None):
+        made.append(([id(p) for p in photo_list], seed))
+        return real(photo_list, seed=seed, config=config)
+
+    monkeypatch.setattr(loop, "ForgerySynthesizer", recording)
+
+    def streams(seed: int, split_seed: int = 0):
+        made.clear()
+        settings = TrainSettings(net="wcbnet", config="wcbnet", data_root="unused",
+                                 out_dir=str(tmp_path / f"{seed}-{split_seed}"), steps=1,
+                                 batch_size=2, val_samples=2, val_every=1, workers=0,
+                                 seed=seed, split_seed=split_seed, fp16_weights=False)
+        train(settings, log=lambda _: None, photos=photos, model_config=TINY["wcbnet"])
+        (train_ids, train_seed), (val_ids, val_seed) = made
+        return set(train_ids), train_seed, set(val_ids), val_seed
+
+    a_train, a_seed, a_val, a_val_seed = streams(seed=2)
+    b_train, b_seed, b_val, b_val_seed = streams(seed=5)
+    assert a_val and not a_val & a_train
+    assert (b_train, b_val, b_val_seed) == (a_train, a_val, a_val_seed)
+    assert b_seed != a_seed  # the training stream does follow the seed
+    c_train, _, c_val, _ = streams(seed=2, split_seed=1)
+    assert c_val != a_val and not c_val & c_train

@@ -37,6 +37,10 @@ class TrainSettings:
     lr: float | None = None  # None: the paper's value for this net
     optimizer: str | None = None  # "adam" | "sgd"; None: the paper's (two-stream Adam, WCBnet SGD)
     seed: int = 0
+    # Seed of the photo split, apart from ``seed``: the held-apart photos (and the validation
+    # stream drawn from them) stay the same for every training seed, so runs with different
+    # seeds are validated on -- and can be averaged against -- one split that none trained on.
+    split_seed: int = 0
     val_samples: int = 64
     val_every: int = 200
     workers: int = 1
@@ -156,7 +160,7 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     size = settings.train_size or int(cfg["input_size"])
     ts_size, cb_size = sample_sizes(settings.net, size)
     photos = photos or load_photo_manifest(Path(settings.data_root))
-    train_photos, val_photos = split_photos(photos, seed=settings.seed)
+    train_photos, val_photos = split_photos(photos, seed=settings.split_seed)
     synth_config = SynthConfig(copy_move_mask=settings.copy_move_mask,
                                p_photometric=settings.photometric)
     train_set = SyntheticForgeries(
@@ -166,7 +170,7 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
         cb_size,
     )
     val_set = SyntheticForgeries(
-        ForgerySynthesizer(val_photos, seed=settings.seed + 10_000, config=synth_config),
+        ForgerySynthesizer(val_photos, seed=settings.split_seed + 10_000, config=synth_config),
         settings.val_samples,
         ts_size,
         cb_size,
