@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--copy-move-mask", default="both")
     parser.add_argument("--seed", type=int, default=123,
                         help="synthesis seed of the BatchNorm samples")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="the run's photo split (`tamperscan train --split-seed`)")
     args = parser.parse_args()
     states = [load_file(str(path)) for path in args.weights]
     averaged = average_state_dicts(states)
@@ -50,7 +52,8 @@ def main() -> None:
         torch.set_num_threads(1)
         model = build_model(load_config(args.net))
         model.load_state_dict(averaged)
-        train_photos, _ = split_photos(load_photo_manifest(args.data))  # never the held-apart
+        # never the held-apart photos
+        train_photos, _ = split_photos(load_photo_manifest(args.data), seed=args.split_seed)
         samples = SyntheticForgeries(
             ForgerySynthesizer(train_photos, seed=args.seed,
                                config=SynthConfig(copy_move_mask=args.copy_move_mask,

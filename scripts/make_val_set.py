@@ -24,7 +24,10 @@ def main() -> None:
                         default=Path(__file__).resolve().parents[2] / "shared/data/train")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--count", type=int, default=80)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples drawn")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="the photo split of training (`tamperscan train --split-seed`): "
+                             "its held-apart photos are the ones sampled")
     parser.add_argument("--first-index", type=int, default=0,
                         help="first sample index: disjoint index ranges are independent draws "
                              "from the same held-apart photos")
@@ -35,7 +38,7 @@ def main() -> None:
     parser.add_argument("--size-range", type=int, nargs=2, metavar=("MIN", "MAX"),
                         help="longer-side range of the samples (default: the synthesis default)")
     args = parser.parse_args()
-    _, val = split_photos(load_photo_manifest(args.data), seed=args.seed)
+    _, val = split_photos(load_photo_manifest(args.data), seed=args.split_seed)
     synth = ForgerySynthesizer(val, seed=args.seed + 20_000,  # not the training stream
                                size_range=args.size_range,
                                config=SynthConfig(copy_move_mask=args.copy_move_mask,

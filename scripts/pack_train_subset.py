@@ -53,9 +53,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path("train_subset"))
     parser.add_argument("--max-mib", type=float, default=26.0)
-    parser.add_argument("--seed", type=int, default=0, help="the split seed of training")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="the photo split of training (`tamperscan train --split-seed`)")
     args = parser.parse_args()
-    train, _ = split_photos(load_photo_manifest(args.data), seed=args.seed)
+    train, _ = split_photos(load_photo_manifest(args.data), seed=args.split_seed)
     chosen = choose(train, int(args.max_mib * 2**20))
     if args.out.exists():
         shutil.rmtree(args.out)
