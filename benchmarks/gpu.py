@@ -51,7 +51,7 @@ def timed(fn: Callable[[], object], runs: int, device: torch.device) -> float:
 
 
 def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device,
-             skip_compile: bool) -> dict[str, Callable[[], object]]:
+             compile_it: bool) -> dict[str, Callable[[], object]]:
     """name -> a call running one batch; every variant computes the same forward pass."""
     out: dict[str, Callable[[], object]] = {"eager fp32": lambda: model(*inputs)}
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -76,8 +76,10 @@ def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: t
     with torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.float16):
         cl_model(*static)
     out["CUDA graph fp16"] = graph.replay
-    if not skip_compile:
-        compiled = torch.compile(cl_model, mode="max-autotune-no-cudagraphs")
+    if compile_it:
+        # Default mode: max-autotune's kernel search costs minutes per shape, more than a
+        # lent GPU's slice can give one benchmark.
+        compiled = torch.compile(cl_model)
 
         def run_compiled():
             with torch.autocast("cuda", dtype=torch.float16):
@@ -86,19 +88,26 @@ def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: t
     return out
 
 
-def net_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
-    rows = []
+def net_rows(args: argparse.Namespace, device: torch.device, compile_pass: bool,
+             save: Callable[[], None], rows: list[dict]) -> list[dict]:
+    """Appends to ``rows`` (saved after each one, so a time limit keeps what was measured).
+    The torch.compile variants come in a pass of their own, after every other variant: each
+    compile takes a minute or more."""
+    eager = {(r["net"], r["batch"]): r["ms_per_batch"] / 1e3 for r in rows
+             if r["variant"] == "eager fp32"}
     for name, input_names in NETS.items():
         cfg = load_config(name)
         model = build_model(cfg)
         load_weights(model, model_path(f"{name}.safetensors"))
         model = model.to(device).eval()
         size = int(cfg["input_size"])
-        for batch in args.batches:
+        for batch in args.compile_batches if compile_pass else args.batches:
             inputs = tuple(torch.rand(batch, 3, size, size, device=device) for _ in input_names)
             with torch.inference_mode():
-                calls = variants(model, inputs, device, args.skip_compile)
-                base = None
+                calls = variants(model, inputs, device, compile_pass)
+                if compile_pass:
+                    calls = {k: v for k, v in calls.items() if "compile" in k}
+                base = eager.get((name, batch))
                 for label, call in calls.items():
                     seconds = timed(call, args.runs, device)
                     base = base or seconds
@@ -107,6 +116,7 @@ def net_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                                  "vs_eager_fp32": base / seconds})
                     print(f"{name} b{batch} {label}: {batch / seconds:.1f} images/s "
                           f"({base / seconds:.2f}x eager fp32)", flush=True)
+                    save()
     return rows
 
 
@@ -153,6 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--skip-compile", action="store_true", help="torch.compile takes minutes")
+    parser.add_argument("--compile-batches", type=int, nargs="+", default=[32],
+                        help="batch sizes that also get a torch.compile variant (a compile "
+                             "per net and shape)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -163,10 +176,17 @@ def main(argv: list[str] | None = None) -> dict:
                "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None,
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(json.dumps(machine))
-    result = {"machine": machine, "nets": net_rows(args, device), "ela": ela_rows(args, device)}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    result: dict = {"machine": machine, "nets": [], "ela": []}
+
+    def save() -> None:
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1))
+
+    net_rows(args, device, False, save, result["nets"])
+    result["ela"] = ela_rows(args, device)
+    save()
+    if device.type == "cuda" and not args.skip_compile:
+        net_rows(args, device, True, save, result["nets"])
     return result
 
 

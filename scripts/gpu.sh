@@ -6,6 +6,8 @@
 #   # then one device call each (carry: train_subset and .whl):
 #   #   run(command="bash scripts/gpu.sh train two_stream 7", carry=["train_subset", ".whl"])
 #   #   run(command="bash scripts/gpu.sh bench", carry=[".whl"])
+#   # or everything in one call (a lent GPU's slice is 15 minutes, starts included):
+#   #   run(command="bash scripts/gpu.sh session 5", carry=["train_subset", ".whl"])
 #   # what they write comes back under $OUT; evaluate new weights here with
 #   #   .venv/bin/tamperscan evaluate DATASET --config <(echo "two_stream_weights: PATH")
 #
@@ -17,9 +19,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: gpu.sh prepare | train NET MINUTES [train options] | bench [options]}
 install_wheels() {
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+  if ! python3 -c "import pydantic" 2>/dev/null; then  # already there: e.g. a dry run here
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site
+  fi
+  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 }
 case "$mode" in
@@ -45,6 +50,58 @@ case "$mode" in
       --workers 12 --steps 1000000 --val-every 500 --max-minutes "$minutes" "$@" \
       2>&1 | tee "$OUT/train.log"
     cp "/tmp/run/$net.safetensors" /tmp/run/history.jsonl "$OUT/"
+    ;;
+  session)
+    # "session MINUTES": both nets trained side by side for MINUTES (the GPU has room for
+    # both; the CPU cores that synthesise samples are split between them); then, while each
+    # run's second-half checkpoints are averaged on the CPU (BatchNorm re-estimated), the
+    # benchmark runs on the idle GPU. Every step is time-bounded and copies its results to
+    # $OUT as soon as it ends, so a failure or the call's time limit keeps what came before.
+    # Returns at most 8 files: logs.tgz, gpu.json and the weights (WCBnet's 23 MB file in
+    # two parts: a returned file is capped at 16 MiB).
+    minutes=${2:?minutes}
+    install_wheels
+    export OMP_NUM_THREADS=1
+    mkdir -p /tmp/logs
+    net_size() { python3 -c "import yaml; print(yaml.safe_load(open('models/$1.yaml'))['input_size'])"; }
+    ship() {  # SRC NAME: copy into $OUT in parts of at most 12 MiB
+      [ -f "$1" ] && split -b 12M -d "$1" "$OUT/$2.part" || true
+    }
+    train_one() {  # NET WORKERS [train options]
+      local net=$1 workers=$2; shift 2
+      timeout "$(awk "BEGIN { print int($minutes * 60 + 90) }")" python3 -m tamperscan.cli train "$net" \
+        --data train_subset --out "/tmp/run_$net" --init-weights "models/$net.safetensors" \
+        --train-size "$(net_size "$net")" --workers "$workers" --steps 1000000 \
+        --max-minutes "$minutes" --keep-weights --photometric 0.3 --copy-move-mask target \
+        "$@" > "/tmp/logs/train_$net.log" 2>&1 \
+        || echo "train $net failed: $?" >> "/tmp/logs/train_$net.log"
+      cp "/tmp/run_$net/history.jsonl" "/tmp/logs/history_$net.jsonl" 2>/dev/null || true
+      ship "/tmp/run_$net/$net.safetensors" "${net}_last.safetensors"
+    }
+    average_one() {  # NET: mean of the second half of the kept checkpoints
+      local net=$1 kept
+      mapfile -t kept < <(ls -v "/tmp/run_$net"/weights/*.safetensors 2>/dev/null)
+      [ "${#kept[@]}" -ge 2 ] || return 0
+      printf '%s\n' "${kept[@]:$(( ${#kept[@]} / 2 ))}" > "/tmp/logs/averaged_$net.txt"
+      timeout 150 python3 scripts/average_weights.py "/tmp/run_$net/avg.safetensors" \
+        "${kept[@]:$(( ${#kept[@]} / 2 ))}" --net "$net" --data train_subset \
+        --train-size "$(net_size "$net")" --bn-samples 320 --photometric 0.3 \
+        --copy-move-mask target >> "/tmp/logs/train_$net.log" 2>&1 \
+        || echo "average $net failed" >> "/tmp/logs/train_$net.log"
+      ship "/tmp/run_$net/avg.safetensors" "${net}_avg.safetensors"
+    }
+    train_one two_stream 8 --batch-size 32 --lr 1e-4 --val-every 400 --val-samples 256 &
+    train_one wcbnet 6 --batch-size 64 --lr 1e-3 --optimizer adam --val-every 200 \
+      --val-samples 256 &
+    wait
+    tail -n 4 /tmp/logs/train_*.log
+    tar -czf "$OUT/logs.tgz" -C /tmp logs
+    average_one two_stream & average_one wcbnet &
+    timeout 170 python3 benchmarks/gpu.py --out "$OUT/gpu.json" --batches ${GPU_BENCH_BATCHES:-1 8 32 128} \
+      --runs ${GPU_BENCH_RUNS:-20} 2>&1 | tail -n 60 || echo "bench failed"
+    wait
+    tar -czf "$OUT/logs.tgz" -C /tmp logs
+    ls -l "$OUT"
     ;;
   bench)  # benchmarks/gpu.py: fp16, CUDA graphs, torch.compile, GPU JPEG ELA (issue #6)
     shift

@@ -109,6 +109,8 @@ def train(
     )] = 0,
     train_size: Annotated[int | None, typer.Option(help="Train at another size.")] = None,
     val_every: int = 200,
+    val_samples: Annotated[int, typer.Option(
+        help="Validation samples drawn from the held-apart photos.")] = 64,
     workers: int = 1,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
     copy_move_mask: Annotated[str, typer.Option(
@@ -141,7 +143,7 @@ def train(
                              out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr,
                              optimizer=optimizer,
                              seed=seed, split_seed=split_seed, train_size=train_size,
-                             val_every=val_every,
+                             val_every=val_every, val_samples=val_samples,
                              workers=workers, copy_move_mask=copy_move_mask,
                              image_loss_weight=image_loss_weight, photometric=photometric,
                              init_weights=str(init_weights) if init_weights else None,

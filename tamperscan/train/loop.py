@@ -212,7 +212,10 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
         num_workers=settings.workers,
         persistent_workers=False,
     )
-    val_loader = DataLoader(val_set, batch_size=settings.batch_size, num_workers=0)
+    # The training workers' count here too: a few hundred validation samples synthesised in
+    # the main process would idle a GPU for seconds at every validation.
+    val_loader = DataLoader(val_set, batch_size=settings.batch_size,
+                            num_workers=settings.workers if settings.workers > 1 else 0)
     scaler_ctx = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     metrics: dict[str, float] = {}
