@@ -50,8 +50,19 @@ def timed(fn: Callable[[], object], runs: int, device: torch.device) -> float:
     return median_seconds(call, runs)
 
 
+def _compiled(cl_model: torch.nn.Module, cl_inputs: tuple[torch.Tensor, ...]):
+    # Default mode: max-autotune's kernel search costs minutes per shape, more than a
+    # lent GPU's slice can give one benchmark.
+    compiled = torch.compile(cl_model)
+
+    def run_compiled():
+        with torch.autocast("cuda", dtype=torch.float16):
+            return compiled(*cl_inputs)
+    return run_compiled
+
+
 def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device,
-             compile_it: bool) -> dict[str, Callable[[], object]]:
+             compile_it: bool, graph_batches_ok: bool = True) -> dict[str, Callable[[], object]]:
     """name -> a call running one batch; every variant computes the same forward pass."""
     out: dict[str, Callable[[], object]] = {"eager fp32": lambda: model(*inputs)}
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -64,27 +75,27 @@ def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: t
             with torch.autocast("cuda", dtype=dtype):
                 return cl_model(*cl_inputs)
         out[f"channels_last {label} autocast"] = autocast
+    if not graph_batches_ok:
+        return out | ({"torch.compile fp16": _compiled(cl_model, cl_inputs)} if compile_it
+                      else {})
     # CUDA graph of the fp16 forward: one launch per batch instead of one per kernel.
     static = tuple(x.clone() for x in cl_inputs)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.autocast("cuda", dtype=torch.float16):
+    # cache_enabled=False: autocast's cache of fp16 weight copies must not outlive the
+    # capture (PyTorch's CUDA-graph notes; with it the replay read freed memory at batch 8).
+    with torch.cuda.stream(stream), torch.autocast("cuda", dtype=torch.float16,
+                                                   cache_enabled=False):
         for _ in range(3):
             cl_model(*static)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.float16):
+    with torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.float16,
+                                                 cache_enabled=False):
         cl_model(*static)
     out["CUDA graph fp16"] = graph.replay
     if compile_it:
-        # Default mode: max-autotune's kernel search costs minutes per shape, more than a
-        # lent GPU's slice can give one benchmark.
-        compiled = torch.compile(cl_model)
-
-        def run_compiled():
-            with torch.autocast("cuda", dtype=torch.float16):
-                return compiled(*cl_inputs)
-        out["torch.compile fp16"] = run_compiled
+        out["torch.compile fp16"] = _compiled(cl_model, cl_inputs)
     return out
 
 
@@ -104,7 +115,8 @@ def net_rows(args: argparse.Namespace, device: torch.device, compile_pass: bool,
         for batch in args.compile_batches if compile_pass else args.batches:
             inputs = tuple(torch.rand(batch, 3, size, size, device=device) for _ in input_names)
             with torch.inference_mode():
-                calls = variants(model, inputs, device, compile_pass)
+                calls = variants(model, inputs, device, compile_pass,
+                                 batch in args.graph_batches)
                 if compile_pass:
                     calls = {k: v for k, v in calls.items() if "compile" in k}
                 base = eager.get((name, batch))
@@ -143,7 +155,8 @@ def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
             def gpu(images=images) -> list[torch.Tensor]:
                 encoded = encode_jpeg(images, quality=90)
-                decoded = decode_jpeg(encoded, device=device)
+                # the compressed bytes live on the host, as they would after a read
+                decoded = decode_jpeg([e.cpu() for e in encoded], device=device)
                 return [(a.short() - b.short()).abs() for a, b in zip(images, decoded,
                                                                       strict=True)]
             seconds = timed(gpu, args.runs, device)
@@ -157,6 +170,25 @@ def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return rows
 
 
+def markdown(result: dict) -> str:
+    """The figures as the Markdown tables of RESULTS.md: one row per net and batch, one
+    column per variant (images/s, and the ratio to eager fp32 of the same batch)."""
+    labels = list(dict.fromkeys(r["variant"] for r in result["nets"]))
+    lines = ["| net | batch | " + " | ".join(labels) + " |",
+             "|---|---|" + "---|" * len(labels)]
+    for net in NETS:
+        for batch in sorted({r["batch"] for r in result["nets"] if r["net"] == net}):
+            cells = {r["variant"]: f"{r['images_per_s']:.0f} ({r['vs_eager_fp32']:.2f}×)"
+                     for r in result["nets"] if r["net"] == net and r["batch"] == batch}
+            lines.append(f"| {net} | {batch} | "
+                         + " | ".join(cells.get(v, "–") for v in labels) + " |")
+    lines += ["", "| ELA round trip (1024×768) | batch | ms/image | vs Pillow |",
+              "|---|---|---|---|"]
+    lines += [f"| {r['ela']} | {r['batch']} | {r['ms_per_image']:.2f} | "
+              f"{r['vs_pillow']:.2f}× |" for r in result["ela"]]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -166,6 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile-batches", type=int, nargs="+", default=[32],
                         help="batch sizes that also get a torch.compile variant (a compile "
                              "per net and shape)")
+    parser.add_argument("--graph-batches", type=int, nargs="*", default=[1, 8, 32, 128],
+                        help="batch sizes that get the CUDA-graph variant")
+    parser.add_argument("--skip-nets", action="store_true",
+                        help="only the ELA rows and the compile pass")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -182,11 +218,13 @@ def main(argv: list[str] | None = None) -> dict:
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
 
-    net_rows(args, device, False, save, result["nets"])
+    if not args.skip_nets:
+        net_rows(args, device, False, save, result["nets"])
     result["ela"] = ela_rows(args, device)
     save()
     if device.type == "cuda" and not args.skip_compile:
         net_rows(args, device, True, save, result["nets"])
+    print(markdown(result))
     return result
 
 

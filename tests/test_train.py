@@ -137,6 +137,23 @@ def test_keep_weights_saves_every_validation_step(photos, tmp_path):
     assert kept[0].read_bytes() != kept[1].read_bytes()
 
 
+def test_data_workers_change_neither_the_samples_nor_the_validation(photos, tmp_path):
+    """Samples are made from their index alone, so synthesising them in worker processes
+    (training and, since a GPU idled on it, validation too) gives the run it would have in
+    the main process: the same weights and the same validation metrics."""
+    runs = {}
+    for workers in (0, 2):
+        settings = TrainSettings(net="two_stream", config="two_stream", data_root="unused",
+                                 out_dir=str(tmp_path / str(workers)), steps=2, batch_size=2,
+                                 val_samples=4, val_every=2, workers=workers, seed=6,
+                                 fp16_weights=False)
+        runs[workers] = train(settings, log=lambda _: None, photos=photos,
+                              model_config=TINY["two_stream"])
+    assert runs[0] == runs[2]
+    assert ((tmp_path / "0" / "two_stream.safetensors").read_bytes()
+            == (tmp_path / "2" / "two_stream.safetensors").read_bytes())
+
+
 def test_average_of_checkpoints_is_their_mean_and_loads_into_the_net():
     cfg = load_config("two_stream")
     nets = [build_model(cfg) for _ in range(2)]
