@@ -6,6 +6,7 @@
 #   # then one device call each (carry: train_subset and .whl):
 #   #   run(command="bash scripts/gpu.sh train two_stream 7", carry=["train_subset", ".whl"])
 #   #   run(command="bash scripts/gpu.sh bench", carry=[".whl"])
+#   #   run(command="bash scripts/gpu.sh tests", carry=[".whl"])   # CUDA engine/net tests
 #   # or everything in one call (a lent GPU's slice is 15 minutes, starts included):
 #   #   run(command="bash scripts/gpu.sh session 5", carry=["train_subset", ".whl"])
 #   # what they write comes back under $OUT; evaluate new weights here with
@@ -17,7 +18,7 @@
 # to $OUT: last.pt holds the optimiser state and is larger than a returned file may be.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: gpu.sh prepare | train NET MINUTES [train options] | bench [options]}
+mode=${1:?usage: gpu.sh prepare | train NET MINUTES [options] | bench [options] | tests | session MINUTES}
 install_wheels() {
   if ! python3 -c "import pydantic" 2>/dev/null; then  # already there: e.g. a dry run here
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -63,6 +64,10 @@ case "$mode" in
     install_wheels
     export OMP_NUM_THREADS=1
     mkdir -p /tmp/logs
+    # The CUDA tests first (about a minute): they have no other place to run.
+    timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_engines.py \
+      tests/test_nets.py -rs > /tmp/logs/tests.log 2>&1 || true
+    tail -n 3 /tmp/logs/tests.log
     net_size() { python3 -c "import yaml; print(yaml.safe_load(open('models/$1.yaml'))['input_size'])"; }
     ship() {  # SRC NAME: copy into $OUT in parts of at most 12 MiB
       [ -f "$1" ] && split -b 12M -d "$1" "$OUT/$2.part" || true
@@ -102,6 +107,12 @@ case "$mode" in
     wait
     tar -czf "$OUT/logs.tgz" -C /tmp logs
     ls -l "$OUT"
+    ;;
+  tests)  # the engine and net tests on CUDA (they skip here); no Ray is needed for them
+    shift
+    install_wheels
+    timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_engines.py \
+      tests/test_nets.py -rs "$@" 2>&1 | tee "$OUT/tests.log"
     ;;
   bench)  # benchmarks/gpu.py: fp16, CUDA graphs, torch.compile, GPU JPEG ELA (issue #6)
     shift

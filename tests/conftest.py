@@ -15,12 +15,15 @@ pytest_plugins = ("tests.reliability_report",)
 
 
 import pytest  # noqa: E402
-import ray  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray per test module that asks for it (bulk-scan and fault tests)."""
+    """One local Ray per test module that asks for it (bulk-scan and fault tests). Ray is
+    imported here, not at the top: the engine and net tests also run on a lent GPU machine,
+    which has torch but no Ray (`bash scripts/gpu.sh tests`)."""
+    import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
