@@ -18,7 +18,7 @@
 # to $OUT: last.pt holds the optimiser state and is larger than a returned file may be.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: gpu.sh prepare | train NET MINUTES [options] | bench [options] | tests | session MINUTES}
+mode=${1:?usage: gpu.sh prepare | train NET MINUTES [options] | bench [options] | tests | session MINUTES [NET ...]}
 install_wheels() {
   if ! python3 -c "import pydantic" 2>/dev/null; then  # already there: e.g. a dry run here
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -53,14 +53,20 @@ case "$mode" in
     cp "/tmp/run/$net.safetensors" /tmp/run/history.jsonl "$OUT/"
     ;;
   session)
-    # "session MINUTES": both nets trained side by side for MINUTES (the GPU has room for
-    # both; the CPU cores that synthesise samples are split between them); then, while each
-    # run's second-half checkpoints are averaged on the CPU (BatchNorm re-estimated), the
-    # benchmark runs on the idle GPU. Every step is time-bounded and copies its results to
-    # $OUT as soon as it ends, so a failure or the call's time limit keeps what came before.
-    # Returns at most 8 files: logs.tgz, gpu.json and the weights (WCBnet's 23 MB file in
-    # two parts: a returned file is capped at 16 MiB).
+    # "session MINUTES [NET ...]": the CUDA tests; then the nets (default: the localizer
+    # alone -- WCBnet learned nothing in the tenth session's 6 minutes, MODEL_CARD.md) trained
+    # side by side for MINUTES, the 14 data workers that synthesise samples split between
+    # them; then, while each run's second-half checkpoints are averaged on the CPU (BatchNorm
+    # re-estimated), the benchmark on the idle GPU. Every step is time-bounded and copies its
+    # results to $OUT as soon as it ends, so a failure or the call's time limit keeps what
+    # came before. Returns at most 8 files: logs.tgz, gpu.json and the weights (WCBnet's
+    # 23 MB file in two parts: a returned file is capped at 16 MiB). GPU_BENCH_BATCHES and
+    # GPU_BENCH_RUNS shrink the benchmark for a dry run on a CPU.
     minutes=${2:?minutes}
+    shift 2
+    nets=("$@")
+    [ "${#nets[@]}" -gt 0 ] || nets=(two_stream)
+    workers=$(( 14 / ${#nets[@]} ))
     install_wheels
     export OMP_NUM_THREADS=1
     mkdir -p /tmp/logs
@@ -95,15 +101,22 @@ case "$mode" in
         || echo "average $net failed" >> "/tmp/logs/train_$net.log"
       ship "/tmp/run_$net/avg.safetensors" "${net}_avg.safetensors"
     }
-    train_one two_stream 8 --batch-size 32 --lr 1e-4 --val-every 400 --val-samples 256 &
-    train_one wcbnet 6 --batch-size 64 --lr 1e-3 --optimizer adam --val-every 200 \
-      --val-samples 256 &
+    for net in "${nets[@]}"; do
+      case "$net" in
+        two_stream) train_one two_stream "$workers" --batch-size 32 --lr 1e-4 \
+                      --val-every 400 --val-samples 256 & ;;
+        wcbnet) train_one wcbnet "$workers" --batch-size 64 --lr 1e-3 --optimizer adam \
+                  --val-every 200 --val-samples 256 & ;;
+        *) echo "unknown net $net" >&2 ;;
+      esac
+    done
     wait
     tail -n 4 /tmp/logs/train_*.log
     tar -czf "$OUT/logs.tgz" -C /tmp logs
-    average_one two_stream & average_one wcbnet &
-    timeout 170 python3 benchmarks/gpu.py --out "$OUT/gpu.json" --batches ${GPU_BENCH_BATCHES:-1 8 32 128} \
-      --runs ${GPU_BENCH_RUNS:-20} 2>&1 | tail -n 60 || echo "bench failed"
+    for net in "${nets[@]}"; do average_one "$net" & done
+    timeout 170 python3 benchmarks/gpu.py --out "$OUT/gpu.json" \
+      --batches ${GPU_BENCH_BATCHES:-1 8 32 128} --runs "${GPU_BENCH_RUNS:-20}" 2>&1 \
+      | tail -n 60 || echo "bench failed"
     wait
     tar -czf "$OUT/logs.tgz" -C /tmp logs
     ls -l "$OUT"
