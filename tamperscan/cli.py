@@ -53,6 +53,9 @@ def scan(
     s3_endpoint: EndpointOption = None,
     heatmaps: Annotated[bool, typer.Option(help="Also write heatmap PNGs.")] = False,
     batch_size: Annotated[int, typer.Option(help="Rows per batch.")] = 8,
+    model_batch_size: Annotated[int, typer.Option(
+        help="Rows per batch of the model stages in the staged layout (0: --batch-size on "
+             "CPUs, at least 32 on GPUs).")] = 0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
     layout: Annotated[str, typer.Option(
         help="auto (fused without GPUs, staged with), fused (every stage in one actor per "
@@ -68,7 +71,8 @@ def scan(
     init_ray(num_cpus)
     try:
         summary = run_scan(source, out, pipeline_config, S3Options(endpoint_url=s3_endpoint),
-                           ScanResources(batch_size=batch_size, layout=layout))
+                           ScanResources(batch_size=batch_size, layout=layout,
+                                         model_batch_size=model_batch_size))
     except ScanFailed as exc:  # a clear line and exit 1, not a Ray traceback
         Console(stderr=True).print(f"[bold red]scan failed:[/] {exc}", markup=True,
                                    highlight=False)

@@ -77,6 +77,11 @@ class ScanResources(BaseModel):
     #: actor pools, refinement actors -- lets a few GPU actors serve many CPU decoders;
     #: "auto": fused on a cluster without GPUs, staged with them.
     layout: Literal["auto", "fused", "staged"] = "auto"
+    #: Batch of the two model stages in the staged layout (the fused layout runs everything
+    #: at ``batch_size``). 0: ``batch_size`` on CPUs, at least 32 with GPUs, where a batch of 8
+    #: is launch-bound -- on an H200 the localizer took ~5 ms a call at batch 1 and at batch 8
+    #: alike, and 2-5x the images/s from batch 32 on (benchmarks/RESULTS.md, GPU).
+    model_batch_size: int = Field(default=0, ge=0)
 
 
 @dataclass
@@ -123,8 +128,11 @@ def _plan(resources: ScanResources) -> dict:
     gpus_per_actor = resources.gpus_per_actor or (1.0 if gpus else 0.0)
     if gpus:
         model_actors = resources.model_actors or max(1, int(gpus / gpus_per_actor) // 2)
+    model_batch = resources.model_batch_size or (
+        max(32, resources.batch_size) if gpus_per_actor else resources.batch_size)
     return {
         "layout": "staged",
+        "model_batch": model_batch,
         "model_actors": model_actors,
         "refine_actors": resources.refine_actors or max(1, int(cpus // 8)),
         "cpus_per_actor": cpus_per_actor,
@@ -161,7 +169,8 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
     ds = ds.map_batches(DecodeELA(config), **task)
     models = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["model_actors"])
     for stage in (Localize, Detect):
-        ds = ds.map_batches(stage, compute=models, num_gpus=plan["gpus_per_actor"], **actor)
+        ds = ds.map_batches(stage, compute=models, num_gpus=plan["gpus_per_actor"],
+                            **{**actor, "batch_size": plan["model_batch"]})
     refiners = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["refine_actors"])
     return ds.map_batches(RefineFinalizeWrite, compute=refiners,
                           **{**actor, "fn_constructor_args": (config, out, run_id, s3)})

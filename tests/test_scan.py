@@ -124,6 +124,9 @@ def test_fused_and_staged_layouts_write_the_same_rows(ray_local, weights, tmp_pa
 
     assert _plan(ScanResources())["layout"] == "fused"  # no GPU in this cluster
     assert _plan(ScanResources(gpus_per_actor=0.5))["layout"] == "staged"
+    # GPUs get model batches of >= 32 (launch-bound below); CPUs keep batch_size.
+    assert _plan(ScanResources(gpus_per_actor=0.5))["model_batch"] == 32
+    assert _plan(ScanResources(layout="staged", batch_size=2))["model_batch"] == 2
     folder = tmp_path / "in"
     folder.mkdir()
     for name, data in good_images(5).items():
@@ -133,8 +136,10 @@ def test_fused_and_staged_layouts_write_the_same_rows(ray_local, weights, tmp_pa
     frames = {}
     for layout in ("fused", "staged"):
         out = tmp_path / f"out-{layout}"
+        # staged: the model stages batch 3 rows across the decoders' batches of 2
         summary = scan(str(folder), str(out), weights,
-                       resources=ScanResources(batch_size=2, layout=layout),
+                       resources=ScanResources(batch_size=2, layout=layout,
+                                               model_batch_size=3 if layout == "staged" else 0),
                        show_progress=False)
         assert summary.processed == 7
         frames[layout] = read_results(str(out)).sort_values("uri").reset_index(drop=True)
