@@ -61,7 +61,8 @@ case "$mode" in
     # results to $OUT as soon as it ends, so a failure or the call's time limit keeps what
     # came before. Returns at most 8 files: logs.tgz, gpu.json and the weights (WCBnet's
     # 23 MB file in two parts: a returned file is capped at 16 MiB). GPU_BENCH_BATCHES and
-    # GPU_BENCH_RUNS shrink the benchmark for a dry run on a CPU.
+    # GPU_BENCH_RUNS shrink the benchmark for a dry run on a CPU; SESSION_TRAIN_SIZE=224
+    # trains at the size the shipped localizer was trained at.
     minutes=${2:?minutes}
     shift 2
     nets=("$@")
@@ -74,7 +75,11 @@ case "$mode" in
     timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_engines.py \
       tests/test_nets.py -rs > /tmp/logs/tests.log 2>&1 || true
     tail -n 3 /tmp/logs/tests.log
-    net_size() { python3 -c "import yaml; print(yaml.safe_load(open('models/$1.yaml'))['input_size'])"; }
+    # SESSION_TRAIN_SIZE: train (and re-estimate BatchNorm) at another size than the served one
+    net_size() {
+      [ -n "${SESSION_TRAIN_SIZE:-}" ] && { echo "$SESSION_TRAIN_SIZE"; return; }
+      python3 -c "import yaml; print(yaml.safe_load(open('models/$1.yaml'))['input_size'])"
+    }
     ship() {  # SRC NAME: copy into $OUT in parts of at most 12 MiB
       [ -f "$1" ] && split -b 12M -d "$1" "$OUT/$2.part" || true
     }
