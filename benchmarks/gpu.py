@@ -61,8 +61,27 @@ def _compiled(cl_model: torch.nn.Module, cl_inputs: tuple[torch.Tensor, ...]):
     return run_compiled
 
 
+def _graph_replay(cl_model: torch.nn.Module, cl_inputs: tuple[torch.Tensor, ...]):
+    """A CUDA graph of the fp16 forward: one launch per batch instead of one per kernel.
+    Warm-up on a side stream, then capture; autocast's weight cache off, as PyTorch advises
+    for capture (the batch-8 replay failure in RESULTS.md happened with and without it)."""
+    static = tuple(x.clone() for x in cl_inputs)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.autocast("cuda", dtype=torch.float16,
+                                                   cache_enabled=False):
+        for _ in range(3):
+            cl_model(*static)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.float16,
+                                                 cache_enabled=False):
+        cl_model(*static)
+    return graph.replay
+
+
 def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: torch.device,
-             compile_it: bool, graph_batches_ok: bool = True) -> dict[str, Callable[[], object]]:
+             compile_it: bool, with_graph: bool = True) -> dict[str, Callable[[], object]]:
     """name -> a call running one batch; every variant computes the same forward pass."""
     out: dict[str, Callable[[], object]] = {"eager fp32": lambda: model(*inputs)}
     cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -75,25 +94,8 @@ def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: t
             with torch.autocast("cuda", dtype=dtype):
                 return cl_model(*cl_inputs)
         out[f"channels_last {label} autocast"] = autocast
-    if not graph_batches_ok:
-        return out | ({"torch.compile fp16": _compiled(cl_model, cl_inputs)} if compile_it
-                      else {})
-    # CUDA graph of the fp16 forward: one launch per batch instead of one per kernel.
-    static = tuple(x.clone() for x in cl_inputs)
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    # cache_enabled=False: autocast's cache of fp16 weight copies must not outlive the
-    # capture (PyTorch's CUDA-graph notes; with it the replay read freed memory at batch 8).
-    with torch.cuda.stream(stream), torch.autocast("cuda", dtype=torch.float16,
-                                                   cache_enabled=False):
-        for _ in range(3):
-            cl_model(*static)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.autocast("cuda", dtype=torch.float16,
-                                                 cache_enabled=False):
-        cl_model(*static)
-    out["CUDA graph fp16"] = graph.replay
+    if with_graph:
+        out["CUDA graph fp16"] = _graph_replay(cl_model, cl_inputs)
     if compile_it:
         out["torch.compile fp16"] = _compiled(cl_model, cl_inputs)
     return out
@@ -116,7 +118,7 @@ def net_rows(args: argparse.Namespace, device: torch.device, compile_pass: bool,
             inputs = tuple(torch.rand(batch, 3, size, size, device=device) for _ in input_names)
             with torch.inference_mode():
                 calls = variants(model, inputs, device, compile_pass,
-                                 batch in args.graph_batches)
+                                 with_graph=not compile_pass and batch in args.graph_batches)
                 if compile_pass:
                     calls = {k: v for k, v in calls.items() if "compile" in k}
                 base = eager.get((name, batch))
