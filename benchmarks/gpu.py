@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.nets import median_seconds  # noqa: E402
 from tamperscan.config import model_path  # noqa: E402
+from tamperscan.engines import build_engine  # noqa: E402
 from tamperscan.nets.build import build_model, load_config, load_weights  # noqa: E402
 
 NETS = {"two_stream": ("rgb", "ela"), "wcbnet": ("signed_ela",)}
@@ -134,6 +135,32 @@ def net_rows(args: argparse.Namespace, device: torch.device, compile_pass: bool,
     return rows
 
 
+def engine_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """The nets as the pipeline's model stages run them: ``build_engine`` (torch backend,
+    channels_last, eager) called with float32 NumPy batches, so host-to-device copies of the
+    inputs and the copies back are in the time, which the model-level rows above leave out
+    (a batch of 32 localizer inputs is 57 MB of float32)."""
+    rows = []
+    precisions = ("fp32", "fp16") if device.type == "cuda" else ("fp32",)
+    rng = np.random.default_rng(0)
+    for name in NETS:
+        model = build_model(load_config(name))
+        load_weights(model, model_path(f"{name}.safetensors"))
+        for precision in precisions:
+            engine = build_engine(model, "torch", precision=precision, device=str(device),
+                                  compile=False)
+            for batch in args.engine_batches:
+                inputs = {n: rng.random((batch, 3, engine.input_size, engine.input_size),
+                                        dtype=np.float32) for n in engine.input_names}
+                seconds = timed(lambda inputs=inputs, engine=engine: engine(inputs),
+                                args.runs, device)
+                rows.append({"net": name, "precision": precision, "batch": batch,
+                             "images_per_s": batch / seconds})
+                print(f"engine {name} {precision} b{batch}: {batch / seconds:.1f} images/s "
+                      "(NumPy in and out)", flush=True)
+    return rows
+
+
 def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     """ELA round trip (encode q90, decode, |difference|) of one 1024x768 photo-like image."""
     rng = np.random.default_rng(0)
@@ -211,6 +238,11 @@ def markdown(result: dict) -> str:
                      for r in result["nets"] if r["net"] == net and r["batch"] == batch}
             lines.append(f"| {net} | {batch} | "
                          + " | ".join(cells.get(v, "–") for v in labels) + " |")
+    if result.get("engines"):
+        lines += ["", "| engine (NumPy in and out) | precision | batch | images/s |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['net']} | {r['precision']} | {r['batch']} | {r['images_per_s']:.0f} |"
+                  for r in result["engines"]]
     lines += ["", "| ELA round trip (1024×768) | batch | ms/image | vs Pillow |",
               "|---|---|---|---|"]
     lines += [f"| {r['ela']} | {r['batch']} | {r['ms_per_image']:.2f} | "
@@ -231,6 +263,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="batch sizes that get the CUDA-graph variant (on the H200, "
                              "torch 2.11, its replay at batch 8 hit an illegal memory "
                              "access, which ends the CUDA context: RESULTS.md, GPU)")
+    parser.add_argument("--engine-batches", type=int, nargs="+", default=[8, 32],
+                        help="batch sizes of the engine rows (the pipeline's model stages)")
     parser.add_argument("--skip-nets", action="store_true",
                         help="only the ELA rows and the compile pass")
     parser.add_argument("--out", help="write the figures as JSON here")
@@ -251,6 +285,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if not args.skip_nets:
         net_rows(args, device, False, save, result["nets"])
+        result["engines"] = engine_rows(args, device)
+        save()
     result["ela"] = ela_rows(args, device)
     save()
     if device.type == "cuda" and not args.skip_compile:

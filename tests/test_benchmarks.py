@@ -78,9 +78,14 @@ def test_copy_move_matching(tmp_path, capsys):
 def test_gpu_benchmark_runs_on_cpu(tmp_path):
     """The device-call benchmark runs its CPU arms here (the GPU arms need CUDA)."""
     out = tmp_path / "gpu.json"
-    result = gpu.main(["--device", "cpu", "--batches", "1", "--runs", "1", "--out", str(out)])
+    result = gpu.main(["--device", "cpu", "--batches", "1", "--runs", "1",
+                       "--engine-batches", "1", "--out", str(out)])
     assert json.loads(out.read_text())["machine"]["device"] == "cpu"
     assert {(r["net"], r["variant"]) for r in result["nets"]} == {
         (net, variant) for net in gpu.NETS for variant in ("eager fp32", "channels_last fp32")}
     assert all(_positive(r["images_per_s"]) for r in result["nets"])
     assert _positive(result["ela"][0]["ms_per_image"])
+    assert {(r["net"], r["precision"], r["batch"]) for r in result["engines"]} == {
+        (net, "fp32", 1) for net in gpu.NETS}
+    assert all(_positive(r["images_per_s"]) for r in result["engines"])
+    assert "| engine (NumPy in and out) |" in gpu.markdown(result)
