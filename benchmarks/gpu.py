@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import platform
 import sys
@@ -34,6 +33,7 @@ from benchmarks.nets import median_seconds  # noqa: E402
 from tamperscan.config import model_path  # noqa: E402
 from tamperscan.engines import build_engine  # noqa: E402
 from tamperscan.nets.build import build_model, load_config, load_weights  # noqa: E402
+from tamperscan.preprocess.ela import ELA_QUALITY, jpeg_roundtrip  # noqa: E402
 
 NETS = {"two_stream": ("rgb", "ela"), "wcbnet": ("signed_ela",)}
 
@@ -103,7 +103,7 @@ def variants(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: t
 
 
 def net_rows(args: argparse.Namespace, device: torch.device, compile_pass: bool,
-             save: Callable[[], None], rows: list[dict]) -> list[dict]:
+             save: Callable[[], None], rows: list[dict]) -> None:
     """Appends to ``rows`` (saved after each one, so a time limit keeps what was measured).
     The torch.compile variants come in a pass of their own, after every other variant: each
     compile takes a minute or more."""
@@ -132,7 +132,6 @@ def net_rows(args: argparse.Namespace, device: torch.device, compile_pass: bool,
                     print(f"{name} b{batch} {label}: {batch / seconds:.1f} images/s "
                           f"({base / seconds:.2f}x eager fp32)", flush=True)
                     save()
-    return rows
 
 
 def engine_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
@@ -167,28 +166,16 @@ def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     small = rng.integers(0, 255, (48, 64, 3), np.uint8)
     rgb = np.asarray(Image.fromarray(small).resize((1024, 768), Image.Resampling.BICUBIC))
 
-    def pillow() -> np.ndarray:
-        buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, "JPEG", quality=90)
-        again = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-        return np.abs(rgb.astype(np.int16) - again)
+    def pillow() -> np.ndarray:  # the pipeline's own round trip (pinned codec settings)
+        return np.abs(rgb.astype(np.int16) - jpeg_roundtrip(rgb))
 
     rows = [{"ela": "Pillow (libjpeg-turbo), 1 CPU thread", "batch": 1,
              "ms_per_image": timed(pillow, args.runs, torch.device("cpu")) * 1e3}]
     if device.type == "cuda":
-        from torchvision.io import decode_jpeg, encode_jpeg
-
         for batch in args.batches:
             images = [torch.from_numpy(rgb).permute(2, 0, 1).contiguous().to(device)
                       for _ in range(batch)]
-
-            def gpu(images=images) -> list[torch.Tensor]:
-                encoded = encode_jpeg(images, quality=90)
-                # the compressed bytes live on the host, as they would after a read
-                decoded = decode_jpeg([e.cpu() for e in encoded], device=device)
-                return [(a.short() - b.short()).abs() for a, b in zip(images, decoded,
-                                                                      strict=True)]
-            seconds = timed(gpu, args.runs, device)
+            seconds = timed(lambda images=images: gpu_ela(images, device), args.runs, device)
             rows.append({"ela": "torchvision.io encode/decode_jpeg on the GPU",
                          "batch": batch, "ms_per_image": seconds / batch * 1e3})
         try:  # never run yet (written after the first lease): keep the timings if it fails
@@ -204,21 +191,25 @@ def ela_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return rows
 
 
-def gpu_ela_parity(device: torch.device) -> dict:
-    """Whether GPU JPEG could replace the pipeline's ELA for the shipped nets: the absolute
-    error levels (grey levels, 0-255) of one bundled photo through nvJPEG at quality 90
-    against ``preprocess.ela.jpeg_roundtrip`` (libjpeg-turbo, 4:2:0), which the nets were
-    trained on. Different encoders quantise and round differently; this measures how much."""
+def gpu_ela(images: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """|x - JPEG(x)| of CHW uint8 CUDA images, encoded and decoded by nvJPEG at the pipeline's
+    quality; the compressed bytes go through the host, as they would after a read."""
     from torchvision.io import decode_jpeg, encode_jpeg
 
-    from tamperscan.preprocess.ela import ELA_QUALITY, jpeg_roundtrip
+    encoded = encode_jpeg(images, quality=ELA_QUALITY)
+    decoded = decode_jpeg([e.cpu() for e in encoded], device=device)
+    return [(a.short() - b.short()).abs() for a, b in zip(images, decoded, strict=True)]
 
+
+def gpu_ela_parity(device: torch.device) -> dict:
+    """Whether GPU JPEG could replace the pipeline's ELA for the shipped nets: the absolute
+    error levels (grey levels, 0-255) of one bundled photo through ``gpu_ela`` against
+    ``preprocess.ela.jpeg_roundtrip`` (libjpeg-turbo, 4:2:0), which the nets were trained
+    on. Different encoders quantise and round differently; this measures how much."""
     rgb = np.asarray(Image.open(ROOT / "samples/images/authentic_000.png").convert("RGB"))
     cpu = np.abs(rgb.astype(np.int16) - jpeg_roundtrip(rgb))
     image = torch.from_numpy(rgb).permute(2, 0, 1).contiguous().to(device)
-    encoded = encode_jpeg([image], quality=ELA_QUALITY)[0].cpu()
-    decoded = decode_jpeg(encoded, device=device)
-    gpu = (image.short() - decoded.short()).abs().permute(1, 2, 0).cpu().numpy()
+    gpu = gpu_ela([image], device)[0].permute(1, 2, 0).cpu().numpy()
     gap = np.abs(gpu.astype(np.int32) - cpu)
     return {"mean_level_cpu": float(cpu.mean()), "mean_level_gpu": float(gpu.mean()),
             "mean_abs_gap": float(gap.mean()), "max_gap": int(gap.max()),
