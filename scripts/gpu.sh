@@ -12,10 +12,11 @@
 #   # what they write comes back under $OUT; evaluate new weights here with
 #   #   .venv/bin/tamperscan evaluate DATASET --config <(echo "two_stream_weights: PATH")
 #
-# "train NET MINUTES [EXTRA train options]": trains NET for MINUTES of wall-clock time from
-# models/NET.safetensors at the net's served size, CUDA + mixed precision (tamperscan train),
-# 12 data workers. Only the safetensors weights (< 16 MiB each), history.jsonl and the log go
-# to $OUT: last.pt holds the optimiser state and is larger than a returned file may be.
+# "train NET MINUTES [EXTRA train options]": fine-tunes NET for MINUTES of wall-clock time
+# from models/NET.safetensors with the shipped recipe (train_one below), CUDA + mixed
+# precision, 12 data workers. Only the last weights (in parts of <= 12 MiB) and logs.tgz
+# (log, history.jsonl) go to $OUT: last.pt holds the optimiser state and is larger than a
+# returned file may be.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: gpu.sh prepare | train NET MINUTES [options] | bench [options] | tests | session MINUTES [NET ...]}
@@ -27,6 +28,28 @@ install_wheels() {
   fi
   export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+}
+# TRAIN_SIZE: train (and re-estimate BatchNorm) at another size than the net's served one.
+net_size() {
+  [ -n "${TRAIN_SIZE:-}" ] && { echo "$TRAIN_SIZE"; return; }
+  python3 -c "import yaml; print(yaml.safe_load(open('models/$1.yaml'))['input_size'])"
+}
+ship() {  # SRC NAME: copy into $OUT in parts of at most 12 MiB (a returned file's cap is 16)
+  [ -f "$1" ] && split -b 12M -d "$1" "$OUT/$2.part" || true
+}
+# NET WORKERS MINUTES [train options]: fine-tune the shipped NET with the shipped recipe
+# (--photometric 0.3 --copy-move-mask target; later options win) for MINUTES, keeping every
+# validation step's weights; the last weights go to $OUT at once, the log to /tmp/logs.
+train_one() {
+  local net=$1 workers=$2 minutes=$3; shift 3
+  timeout "$(awk "BEGIN { print int($minutes * 60 + 90) }")" python3 -m tamperscan.cli train \
+    "$net" --data train_subset --out "/tmp/run_$net" --init-weights "models/$net.safetensors" \
+    --train-size "$(net_size "$net")" --workers "$workers" --steps 1000000 \
+    --max-minutes "$minutes" --keep-weights --photometric 0.3 --copy-move-mask target \
+    "$@" > "/tmp/logs/train_$net.log" 2>&1 \
+    || echo "train $net failed: $?" >> "/tmp/logs/train_$net.log"
+  cp "/tmp/run_$net/history.jsonl" "/tmp/logs/history_$net.jsonl" 2>/dev/null || true
+  ship "/tmp/run_$net/$net.safetensors" "${net}_last.safetensors"
 }
 case "$mode" in
   prepare)
@@ -45,12 +68,10 @@ case "$mode" in
   train)
     net=${2:?net}; minutes=${3:?minutes}; shift 3
     install_wheels
-    size=$(python3 -c "import yaml; print(yaml.safe_load(open('models/$net.yaml'))['input_size'])")
-    python3 -m tamperscan.cli train "$net" --data train_subset --out /tmp/run \
-      --init-weights "models/$net.safetensors" --train-size "$size" --batch-size 32 \
-      --workers 12 --steps 1000000 --val-every 500 --max-minutes "$minutes" "$@" \
-      2>&1 | tee "$OUT/train.log"
-    cp "/tmp/run/$net.safetensors" /tmp/run/history.jsonl "$OUT/"
+    mkdir -p /tmp/logs
+    train_one "$net" 12 "$minutes" --batch-size 32 --val-every 500 "$@"
+    tail -n 20 "/tmp/logs/train_$net.log"
+    tar -czf "$OUT/logs.tgz" -C /tmp logs
     ;;
   session)
     # "session MINUTES [NET ...]": the CUDA tests; then the nets (default: the localizer
@@ -61,8 +82,8 @@ case "$mode" in
     # results to $OUT as soon as it ends, so a failure or the call's time limit keeps what
     # came before. Returns at most 8 files: logs.tgz, gpu.json and the weights (WCBnet's
     # 23 MB file in two parts: a returned file is capped at 16 MiB). GPU_BENCH_BATCHES and
-    # GPU_BENCH_RUNS shrink the benchmark for a dry run on a CPU; SESSION_TRAIN_SIZE=224
-    # trains at the size the shipped localizer was trained at.
+    # GPU_BENCH_RUNS shrink the benchmark for a dry run on a CPU; TRAIN_SIZE=224 trains
+    # at the size the shipped localizer was trained at.
     minutes=${2:?minutes}
     shift 2
     nets=("$@")
@@ -75,43 +96,12 @@ case "$mode" in
     timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_engines.py \
       tests/test_nets.py -rs > /tmp/logs/tests.log 2>&1 || true
     tail -n 3 /tmp/logs/tests.log
-    # SESSION_TRAIN_SIZE: train (and re-estimate BatchNorm) at another size than the served one
-    net_size() {
-      [ -n "${SESSION_TRAIN_SIZE:-}" ] && { echo "$SESSION_TRAIN_SIZE"; return; }
-      python3 -c "import yaml; print(yaml.safe_load(open('models/$1.yaml'))['input_size'])"
-    }
-    ship() {  # SRC NAME: copy into $OUT in parts of at most 12 MiB
-      [ -f "$1" ] && split -b 12M -d "$1" "$OUT/$2.part" || true
-    }
-    train_one() {  # NET WORKERS [train options]
-      local net=$1 workers=$2; shift 2
-      timeout "$(awk "BEGIN { print int($minutes * 60 + 90) }")" python3 -m tamperscan.cli train "$net" \
-        --data train_subset --out "/tmp/run_$net" --init-weights "models/$net.safetensors" \
-        --train-size "$(net_size "$net")" --workers "$workers" --steps 1000000 \
-        --max-minutes "$minutes" --keep-weights --photometric 0.3 --copy-move-mask target \
-        "$@" > "/tmp/logs/train_$net.log" 2>&1 \
-        || echo "train $net failed: $?" >> "/tmp/logs/train_$net.log"
-      cp "/tmp/run_$net/history.jsonl" "/tmp/logs/history_$net.jsonl" 2>/dev/null || true
-      ship "/tmp/run_$net/$net.safetensors" "${net}_last.safetensors"
-    }
-    average_one() {  # NET: mean of the second half of the kept checkpoints
-      local net=$1 kept
-      mapfile -t kept < <(ls -v "/tmp/run_$net"/weights/*.safetensors 2>/dev/null)
-      [ "${#kept[@]}" -ge 2 ] || return 0
-      printf '%s\n' "${kept[@]:$(( ${#kept[@]} / 2 ))}" > "/tmp/logs/averaged_$net.txt"
-      timeout 150 python3 scripts/average_weights.py "/tmp/run_$net/avg.safetensors" \
-        "${kept[@]:$(( ${#kept[@]} / 2 ))}" --net "$net" --data train_subset \
-        --train-size "$(net_size "$net")" --bn-samples 320 --photometric 0.3 \
-        --copy-move-mask target >> "/tmp/logs/train_$net.log" 2>&1 \
-        || echo "average $net failed" >> "/tmp/logs/train_$net.log"
-      ship "/tmp/run_$net/avg.safetensors" "${net}_avg.safetensors"
-    }
     for net in "${nets[@]}"; do
       case "$net" in
-        two_stream) train_one two_stream "$workers" --batch-size 32 --lr 1e-4 \
+        two_stream) train_one two_stream "$workers" "$minutes" --batch-size 32 --lr 1e-4 \
                       --val-every 400 --val-samples 256 & ;;
-        wcbnet) train_one wcbnet "$workers" --batch-size 64 --lr 1e-3 --optimizer adam \
-                  --val-every 200 --val-samples 256 & ;;
+        wcbnet) train_one wcbnet "$workers" "$minutes" --batch-size 64 --lr 1e-3 \
+                  --optimizer adam --val-every 200 --val-samples 256 & ;;
         *) echo "unknown net $net" >&2 ;;
       esac
     done
