@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 
-from benchmarks import cascade, copy_move_matching, gpu, throughput
+import pytest
+
+from benchmarks import cascade, cascade_calibrated, copy_move_matching, gpu, throughput
 
 
 def _positive(value: float) -> bool:
@@ -89,3 +91,22 @@ def test_gpu_benchmark_runs_on_cpu(tmp_path):
         (net, "fp32", 1) for net in gpu.NETS}
     assert all(_positive(r["images_per_s"]) for r in result["engines"])
     assert "| engine (NumPy in and out) |" in gpu.markdown(result)
+
+
+def test_calibrated_cascade_saving_from_a_report(tmp_path, capsys):
+    """Threshold at the forged scores' quantile, authentic share above it, saving by hand:
+    forged 0.6-0.9 at 75 % recall -> threshold 0.675; one of three authentic images above it;
+    (100 + 300) / (100 + (0.05 * 0.75 + 0.95 / 3) * 300) = 1.939."""
+    images = [{"label": 1, "scores": {"final": s}} for s in (0.9, 0.8, 0.7, 0.6)]
+    images += [{"label": 0, "scores": {"final": s}} for s in (0.1, 0.65, 0.95)]
+    (tmp_path / "set.json").write_text(json.dumps({"dataset": "set", "images": images}))
+    (tmp_path / "forged_only.json").write_text(json.dumps(
+        {"dataset": "forged_only", "images": images[:4]}))
+    [row] = cascade_calibrated.savings(json.loads((tmp_path / "set.json").read_text()),
+                                       100, 300, [0.75])
+    assert row["threshold"] == pytest.approx(0.675)
+    assert row["authentic_refined"] == pytest.approx(1 / 3)
+    assert row["saving"] == pytest.approx(400 / (100 + (0.05 * 0.75 + 0.95 / 3) * 300))
+    lines = cascade_calibrated.main([str(tmp_path), "--front-ms", "100", "--refine-ms", "300",
+                                     "--recalls", "0.75"])
+    assert len(lines) == 3 and lines[2] == "| set | 0.67 / 33% / 1.94× |"
