@@ -1,7 +1,8 @@
 """Cost of the copy-move detector, and of its exact nearest-neighbour search against OpenCV's.
 
 Usage: .venv/bin/python benchmarks/copy_move_matching.py [--images 24] [--threads 1]
-       [--photos auto|procedural|shared] [--neighbours 6] [--out-json path]
+       [--photos auto|procedural|shared] [--neighbours 6] [--keypoint-scales 1 0.75 0.5]
+       [--out-json path]
 
 On the localizer-size (384²) grey version of ``--images`` synthetic images (the benchmark
 image set of tamperscan.train.synth, as throughput.py): SIFT keypoints once per image, then
@@ -9,6 +10,9 @@ the k nearest other descriptors by ``cv2.BFMatcher.knnMatch`` (baseline) and by
 ``tamperscan.copy_move._nearest`` (blocked matrix products + top-k), each timed over the same
 descriptors, median of 3 runs per image after a warm-up, checked to return the same
 neighbours. Also the whole detector per image (``detect_copy_move``) and its SIFT share.
+``--keypoint-scales``: the whole detector again with SIFT on a smaller image
+(``CopyMoveOptions.keypoint_scale``), timed against scale 1 on the same images; what each
+scale detects comes from scripts/calibrate_copy_move.py ``--set keypoint_scale=S``.
 ``--threads`` sets torch and OpenCV threads (1: as one fused scan worker runs it).
 """
 
@@ -47,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--photos", default="auto", choices=("auto", "procedural", "shared"))
     parser.add_argument("--neighbours", type=int, default=6)
+    parser.add_argument("--keypoint-scales", type=float, nargs="*", default=[])
     parser.add_argument("--out-json", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -61,12 +66,18 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
     sift = cv2.SIFT_create(nfeatures=options.max_keypoints,
                            contrastThreshold=options.contrast_threshold)
     rows = {"sift": [], "bf": [], "ours": [], "detector": [], "keypoints": []}
+    scaled = {s: options.model_copy(update={"keypoint_scale": s}) for s in args.keypoint_scales
+              if s != options.keypoint_scale}
+    rows.update({f"detector@{s:g}": [] for s in scaled})
     mismatched = 0
     matcher, k = cv2.BFMatcher(cv2.NORM_L2), args.neighbours
     for rgb in rgbs:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         rows["sift"].append(median_seconds(lambda g=gray: sift.detectAndCompute(g, None), 3))
         rows["detector"].append(median_seconds(lambda x=rgb: detect_copy_move(x, options), 3))
+        for scale, opts in scaled.items():  # same image, right after scale 1: same load
+            rows[f"detector@{scale:g}"].append(
+                median_seconds(lambda x=rgb, o=opts: detect_copy_move(x, o), 3))
         _, desc = sift.detectAndCompute(gray, None)
         if desc is None or len(desc) <= args.neighbours:
             continue
@@ -82,6 +93,8 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
     result = {"machine": info, "images": len(rgbs), "photos": image_set.description,
               "mean_keypoints": float(np.mean(rows["keypoints"])), "ms_per_image": ms,
               "nearest_speedup": ms["bf"] / ms["ours"], "first_neighbour_mismatches": mismatched,
+              "keypoint_scale_speedup": {s: ms["detector"] / ms[f"detector@{s:g}"]
+                                         for s in scaled},
               "threads": args.threads}
     return finish_report(result, info, report, markdown)
 
@@ -93,6 +106,9 @@ def report(result: dict) -> None:
     print(f"k-NN: cv2.BFMatcher {ms['bf']:.1f} ms, torch blocked matmul+topk {ms['ours']:.1f} ms "
           f"-> {result['nearest_speedup']:.2f}x; first-neighbour mismatches: "
           f"{result['first_neighbour_mismatches']}")
+    for scale, speedup in result["keypoint_scale_speedup"].items():
+        print(f"detector with keypoint_scale {scale:g}: {ms[f'detector@{scale:g}']:.1f} ms "
+              f"-> {speedup:.2f}x cheaper than scale 1")
 
 
 def markdown(result: dict) -> str:
@@ -102,7 +118,10 @@ def markdown(result: dict) -> str:
         [["SIFT detect + describe", f"{ms['sift']:.1f}"],
          ["k-NN, cv2.BFMatcher.knnMatch (baseline)", f"{ms['bf']:.1f}"],
          ["k-NN, torch blocked matmul + top-k (shipped)", f"{ms['ours']:.1f}"],
-         ["whole detector (`detect_copy_move`)", f"{ms['detector']:.1f}"]])
+         ["whole detector (`detect_copy_move`)", f"{ms['detector']:.1f}"]]
+        + [[f"whole detector, `keypoint_scale` {scale:g} ({speedup:.2f}× cheaper)",
+            f"{ms[f'detector@{scale:g}']:.1f}"]
+           for scale, speedup in result["keypoint_scale_speedup"].items()])
     return (f"## Copy-move detector cost\n\n{shared_note(result['machine'])}. "
             f"{result['images']} images ({result['photos']}), mean "
             f"{result['mean_keypoints']:.0f} keypoints. Exact k-NN "

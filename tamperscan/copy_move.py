@@ -33,6 +33,11 @@ class CopyMoveOptions(BaseModel):
 
     enabled: bool = True
     max_keypoints: int = Field(default=3000, ge=50)
+    #: Side of the image SIFT sees, as a fraction of the working size (points are mapped
+    #: back; matching geometry and region tracing stay at the working size). SIFT's cost is
+    #: its doubled first octave and one descriptor per point, so 0.5 is ~4x cheaper, with
+    #: about a quarter of the points: a speed/recall trade (benchmarks/RESULTS.md).
+    keypoint_scale: float = Field(default=1.0, gt=0, le=1)
     #: SIFT contrast threshold: well below OpenCV's 0.04 so flat-ish regions still get points
     #: (0.01 detects 60 % of the validation copy-moves at 0.8 % false alarms, 0.02 53 %).
     contrast_threshold: float = Field(default=0.01, gt=0)
@@ -132,11 +137,18 @@ def _self_matches(gray: np.ndarray, options: CopyMoveOptions) -> tuple[np.ndarra
     """Pairs of keypoint positions whose descriptors match under the generalised 2NN test."""
     sift = cv2.SIFT_create(nfeatures=options.max_keypoints,
                            contrastThreshold=options.contrast_threshold)
-    keypoints, desc = sift.detectAndCompute(gray, None)
+    scale = options.keypoint_scale
+    small = gray if scale == 1.0 else cv2.resize(
+        gray, (max(16, round(gray.shape[1] * scale)), max(16, round(gray.shape[0] * scale))),
+        interpolation=cv2.INTER_AREA)
+    keypoints, desc = sift.detectAndCompute(small, None)
     empty = np.zeros((0, 2), np.float32)
     if desc is None or len(keypoints) < 4:
         return empty, empty
     points = np.array([kp.pt for kp in keypoints], np.float32)
+    if small is not gray:  # pixel centres: (x + 0.5) / scale - 0.5
+        points = (points + 0.5) * np.array([gray.shape[1] / small.shape[1],
+                                            gray.shape[0] / small.shape[0]], np.float32) - 0.5
     idx, dist = _nearest(desc, options.neighbours)
     # g2NN: neighbour j is a match while every ratio d_i / d_(i+1) up to it stays below
     # ``ratio`` (the first jump in distance separates the copies from everything else).

@@ -81,6 +81,20 @@ def test_finds_shifted_and_rotated_clones_with_both_regions(angle):
     assert (found.region[230:330, 220:320] > 0).mean() > 0.3
 
 
+@pytest.mark.parametrize("scale", [0.75, 0.5])
+def test_keypoints_on_a_smaller_image_give_the_clone_in_working_size_coordinates(scale):
+    forged, truth = paste(scene(), (40, 50), (220, 230), 100)
+    gray = cv2.cvtColor(forged, cv2.COLOR_RGB2GRAY)
+    options = CopyMoveOptions(keypoint_scale=scale, min_inliers=4)
+    model, src, dst = find_clones(gray, options)[0]
+    # the pasted disc moved by (+180, +180): the map, and every matched pair, say so
+    assert np.allclose(model[:, :2], np.eye(2), atol=0.05)
+    assert np.allclose(model[:, 2], [180, 180], atol=2.0)
+    assert np.allclose(dst - src, 180, atol=options.ransac_px)
+    found = detect_copy_move(forged, options)
+    assert found.confidence >= 0.5 and iou(found.region >= 0.5, truth) > 0.5
+
+
 def test_correlation_check_separates_a_copy_from_look_alike_structure():
     """A pasted disc correlates ~1 with its source under the clone's map; the same disc with
     fresh pixel noise still gets consistent keypoint matches but not the correlation, so the
