@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/cascade.py [--images 100] [--forged-fraction 0.05]
        [--batch-size 8] [--threads 1] [--photos auto|procedural|shared] [--out-json path]
+       [--calibrate-on models/eval/synthetic_val.json --recalls 0.9 0.8]
 
 The archive (deterministic): ``--images`` synthetic images from tamperscan.train.synth, of
 which round(images x forged-fraction) are forgeries (splice / copy-move / removal) at seeded
@@ -27,6 +28,12 @@ Arms:
   images whose score (mean of the two detectors) reaches 0.3 are refined.
 * ``refine-all`` -- cam_weight 0.5, refine_threshold 0.0: every image refined with the real
   segmenter (no cascade).
+* ``cascade@R`` (with ``--calibrate-on REPORT``, one per ``--recalls`` value R) -- cam_weight
+  0.5 and the refine_threshold that keeps the share R of the report's forged images refined
+  (its per-image ``final`` scores, the score the gate reads). The report must be a
+  *validation* report (``models/eval/synthetic_val.json``: held-apart training photos), never
+  this archive: the threshold is calibrated elsewhere and only measured here, with the share
+  of this archive's forgeries it actually refined.
 
 Cost is CPU seconds (process time: the work, single-threaded by default, which other load on
 a shared machine barely changes), with wall seconds beside it; the arms run interleaved,
@@ -40,6 +47,7 @@ ceiling: the cost if the score let exactly the forged images through.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -53,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.cascade_calibrated import recall_threshold  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     ImageSet,
     archive_image_set,
@@ -135,6 +144,14 @@ class Arm:
         }
 
 
+def calibrated_arms(report: Path, recalls: list[float]) -> dict[str, dict]:
+    """``cascade@R`` arms: the design blend with the threshold calibrated on ``report``."""
+    data = json.loads(report.read_text())
+    return {f"cascade@{recall:.0%}": {"cam_weight": 0.5,
+                                       "refine_threshold": recall_threshold(data, recall)}
+            for recall in recalls}
+
+
 def run_arms(configs: dict[str, PipelineConfig], batches: list[Batch],
              labels: list[int]) -> dict[str, dict]:
     """Every arm over every batch, interleaved batch by batch (arm order rotating), so that a
@@ -192,6 +209,15 @@ def verdict(result: dict) -> str:
         f"({cascade['refined_authentic']} of the {authentic} authentic ones{why}): "
         f"{ratios['refine-all/cascade']:.2f}× cheaper than refine-all in CPU seconds "
         f"({ratios['refine-all/cascade (wall)']:.2f}× wall); target ≥ {TARGET:g}× {met}.")
+    forged = arms["refine-all"]["images"] - authentic
+    for name, arm in arms.items():
+        if name.startswith("cascade@"):
+            lines.append(
+                f"Calibrated on {result['calibrated_on']} to refine {name[8:]} of its forgeries "
+                f"(refine_threshold {arm['config']['refine_threshold']:.3f}), the cascade refined "
+                f"{arm['refined_forged']} of this archive's {forged} forged and "
+                f"{arm['refined_authentic']} of its {authentic} authentic images: "
+                f"{ratios['refine-all/' + name]:.2f}× cheaper than refine-all in CPU seconds.")
     c = result["ceiling"]
     lines.append(
         f"Derived, not measured: a score that let only the forged images ({c['forged']}) "
@@ -270,6 +296,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--photos", choices=["auto", "procedural", "shared"], default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-json", type=Path)
+    parser.add_argument("--calibrate-on", type=Path, metavar="REPORT",
+                        help="validation report (tamperscan evaluate JSON) whose forged images' "
+                             "final scores set the cascade@R arms' thresholds")
+    parser.add_argument("--recalls", type=float, nargs="+", default=[0.9, 0.8])
     args = parser.parse_args(argv)
     if args.images < 1 or not 0.0 <= args.forged_fraction <= 1.0:
         parser.error("need --images >= 1 and 0 <= --forged-fraction <= 1")
@@ -287,7 +317,11 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
         print(f"images: {image_set.description}", flush=True)
         batches = byte_batches(image_set, args.batch_size)
         base = PipelineConfig(torch_threads=args.threads)
-        configs = {name: base.model_copy(update=o) for name, o in ARMS.items()}
+        arm_options = dict(ARMS)
+        if args.calibrate_on:
+            arm_options |= calibrated_arms(args.calibrate_on, args.recalls)
+            result["calibrated_on"] = str(args.calibrate_on)
+        configs = {name: base.model_copy(update=o) for name, o in arm_options.items()}
         arms = run_arms(configs, batches, image_set.labels)
     result["arms"] = arms
     result["backends"] = arms["shipped"]["backends"]
@@ -296,7 +330,7 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
     result["ratios"] = {
         f"refine-all/{other}{suffix}": arms["refine-all"][key] / arms[other][key]
         for suffix, key in (("", "cpu_seconds"), (" (wall)", "seconds"))
-        for other in ("cascade", "shipped")}
+        for other in ("cascade", "shipped", *(a for a in arms if a.startswith("cascade@")))}
     result["scores"] = score_summary(arms["shipped"]["scores"], image_set.labels)
     result["authentic"] = image_set.labels.count(0)
     result["ceiling"] = ceiling(result)

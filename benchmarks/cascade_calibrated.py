@@ -21,6 +21,13 @@ from pathlib import Path
 import numpy as np
 
 
+def recall_threshold(report: dict, recall: float) -> float:
+    """The ``final`` score that keeps the share ``recall`` of the report's forged images at or
+    above it (what refine_threshold must be for the cascade to refine them)."""
+    scores = [r["scores"]["final"] for r in report["images"] if r["label"] == 1]
+    return float(np.quantile(scores, 1 - recall))
+
+
 def savings(report: dict, front_ms: float, refine_ms: float, recalls: list[float],
             forged_fraction: float = 0.05) -> list[dict]:
     """One row per recall: threshold, authentic share refined, saving vs refining all."""
@@ -28,7 +35,7 @@ def savings(report: dict, front_ms: float, refine_ms: float, recalls: list[float
     scores = np.array([r["scores"]["final"] for r in report["images"]])
     rows = []
     for recall in recalls:
-        threshold = float(np.quantile(scores[labels == 1], 1 - recall))
+        threshold = recall_threshold(report, recall)
         authentic = float((scores[labels == 0] >= threshold).mean())
         refined = forged_fraction * recall + (1 - forged_fraction) * authentic
         rows.append({"recall": recall, "threshold": threshold, "authentic_refined": authentic,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from benchmarks import cascade, cascade_calibrated, copy_move_matching, gpu, throughput
@@ -50,12 +51,23 @@ def test_throughput_all_arms(tmp_path, capsys):
 
 def test_cascade_arms(tmp_path, capsys):
     out = tmp_path / "cascade.json"
+    # a validation report whose forged images all score 0.2: keeping all of them refined
+    # needs refine_threshold 0.2, keeping half of them too (the median is 0.2)
+    report = tmp_path / "val.json"
+    report.write_text(json.dumps({"images": [
+        {"label": 1, "scores": {"final": 0.2}}, {"label": 1, "scores": {"final": 0.2}},
+        {"label": 0, "scores": {"final": 0.9}}]}))
     result = cascade.main(["--images", "4", "--forged-fraction", "0.25", "--photos",
-                           "procedural", "--batch-size", "2", "--out-json", str(out)])
+                           "procedural", "--batch-size", "2", "--out-json", str(out),
+                           "--calibrate-on", str(report), "--recalls", "1.0"])
     printed = capsys.readouterr().out
     saved = json.loads(out.read_text())
-    assert set(saved["arms"]) == {"shipped", "cascade", "refine-all"}
+    assert set(saved["arms"]) == {"shipped", "cascade", "refine-all", "cascade@100%"}
     arms = result["arms"]
+    assert arms["cascade@100%"]["config"]["refine_threshold"] == pytest.approx(0.2)
+    scores = np.array(arms["shipped"]["scores"])
+    assert arms["cascade@100%"]["refined"] == int((scores >= 0.2).sum())
+    assert "refine-all/cascade@100%" in result["ratios"]
     assert arms["refine-all"]["refined"] == 4  # refine everything means every image
     assert arms["shipped"]["refined"] == 0  # shipped cam_weight 0 skips refinement
     for arm in arms.values():
