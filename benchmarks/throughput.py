@@ -2,7 +2,7 @@
 compute bound of the machine.
 
 Usage: .venv/bin/python benchmarks/throughput.py [--images 384] [--out-json path]
-       [--photos auto|procedural|shared] [--seed 0] [--batch-size 8]
+       [--photos auto|procedural|shared] [--seed 0] [--config pipeline.yaml] [--batch-size 8]
        [--bound-batch-sizes 1 8] [--naive-threads 0] [--ray-warmup 16]
        [--skip-naive] [--skip-bound] [--skip-ray]
 
@@ -10,7 +10,8 @@ The image set (deterministic): the bundled samples/images, then synthetic forger
 authentic images from tamperscan.train.synth (the training mixture: splice / copy-move /
 removal / authentic; JPEG, PNG, TIFF; longer side 640-1024 px) over the shared authentic
 training photos when ../shared/data/train exists (``--photos auto``), else over procedural
-scenes. Shipped weights and the shipped PipelineConfig (cascade included) in all three arms.
+scenes. Shipped weights and the shipped PipelineConfig (cascade included) in all three arms,
+or ``--config``'s PipelineConfig in all three (e.g. a cheaper copy-move detector).
 
 What is timed:
 
@@ -86,6 +87,7 @@ from benchmarks.common import (  # noqa: E402
     run_benchmark,
     shared_note,
 )
+from tamperscan.cli import load_pipeline_config  # noqa: E402
 from tamperscan.config import PipelineConfig, model_path  # noqa: E402
 from tamperscan.copy_move import detect_copy_move  # noqa: E402
 from tamperscan.nets.build import build_model, load_config, load_weights, save_weights  # noqa: E402
@@ -104,6 +106,7 @@ from tamperscan.stages import (  # noqa: E402
     encode_png,
     final_decision,
     final_map,
+    image_score,
     input_sizes,
     map_score,
     refine_heatmap,
@@ -115,12 +118,15 @@ TARGET_VS_NAIVE, TARGET_VS_BOUND = 3.0, 0.85
 
 
 # -- configuration --------------------------------------------------------------------------
-def pipeline_config(folder: Path) -> tuple[PipelineConfig, str]:
-    """The shipped config and weights; seeded random weights of the same nets when the
-    weights are missing (speed does not depend on the values; scores do)."""
-    config = PipelineConfig()
+def pipeline_config(folder: Path, path: Path | None = None) -> tuple[PipelineConfig, str]:
+    """The shipped config (or the YAML at ``path``, as ``scan --config`` reads it) and
+    weights; seeded random weights of the same nets when the weights are missing (speed does
+    not depend on the values; scores do)."""
+    config = load_pipeline_config(path)
+    label = ("shipped PipelineConfig" if path is None else
+             f"PipelineConfig from {path} ({' '.join(path.read_text().split())})")
     if all(model_path(w).exists() for w in (config.two_stream_weights, config.wcbnet_weights)):
-        return config, "Shipped weights (models/*.safetensors), shipped PipelineConfig"
+        return config, f"Shipped weights (models/*.safetensors), {label}"
     torch.manual_seed(0)
     paths = {}
     for name in ("two_stream", "wcbnet"):
@@ -128,7 +134,7 @@ def pipeline_config(folder: Path) -> tuple[PipelineConfig, str]:
         save_weights(build_model(load_config(name)), paths[name])
     return (config.model_copy(update={"two_stream_weights": paths["two_stream"],
                                       "wcbnet_weights": paths["wcbnet"]}),
-            "Seeded random weights (models/*.safetensors missing), shipped PipelineConfig")
+            f"Seeded random weights (models/*.safetensors missing), {label}")
 
 
 # -- naive loop -----------------------------------------------------------------------------
@@ -189,8 +195,12 @@ class NaiveScanner:
         score_cb = float(heads.mean())
         cam = fuse_geometric(normalize_cams(cams[0])).astype(np.float16)
         lap("detect")
-        score = float(max(np.float32((np.float32(score_ts) + np.float32(score_cb)) / 2),
-                          np.float32(copy_move.confidence)))
+        # the pipeline's own rule (nets' mean or score model, noisy-OR with the clone)
+        score = float(image_score({
+            "score_two_stream": np.array([score_ts], np.float32),
+            "score_wcbnet": np.array([score_cb], np.float32),
+            "score_copy_move": np.array([copy_move.confidence], np.float32),
+            "ts_map": ts_map[None], "ela": inputs.ela[None]}, c)[0])
         refined, was_refined = None, False
         if self.refine and score >= c.refine_threshold:
             refined = refine_heatmap(self.segmenter, inputs.rgb, cam, c.refine_size)
@@ -565,6 +575,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--photos", choices=["auto", "procedural", "shared"], default="auto",
                         help="photos the synthetic images are made from")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML with PipelineConfig fields for every arm (as scan --config), "
+                             "e.g. copy_move: {keypoint_scale: 0.5}")
     parser.add_argument("--batch-size", type=int, default=8, help="pipeline batch size")
     parser.add_argument("--bound-batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--naive-threads", type=int, default=0,
@@ -589,7 +602,7 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
     result: dict = {"machine": info}
     with tempfile.TemporaryDirectory(prefix="tamperscan-throughput-") as tmp:
         scratch = Path(tmp)
-        config, result["weights"] = pipeline_config(scratch)
+        config, result["weights"] = pipeline_config(scratch, args.config)
         image_set = mixed_image_set(scratch / "images", args.images, args.photos, args.seed)
         result["image_set"] = image_set.description
         print(f"images: {image_set.description}", flush=True)

@@ -122,3 +122,22 @@ def test_calibrated_cascade_saving_from_a_report(tmp_path, capsys):
     lines = cascade_calibrated.main([str(tmp_path), "--front-ms", "100", "--refine-ms", "300",
                                      "--recalls", "0.75"])
     assert len(lines) == 3 and lines[2] == "| set | 0.67 / 33% / 1.94× |"
+
+
+def test_naive_loop_scores_a_clone_as_the_pipeline_does(tmp_path):
+    """The baseline must be the same pipeline, only naive: its image score is the pipeline's
+    noisy-OR of the nets and the copy-move confidence, not the larger of the two."""
+    from PIL import Image
+
+    from tests.test_copy_move import paste, scene
+
+    forged, _ = paste(scene(), (40, 50), (220, 230), 100)
+    Image.fromarray(forged).save(tmp_path / "clone.png")
+    config, _ = throughput.pipeline_config(tmp_path)
+    # a clone at exactly the reporting threshold (confidence 0.5), where the rules differ most
+    detector = config.copy_move.model_copy(update={"confidence_scale": 1e9})
+    row = throughput.NaiveScanner(config.model_copy(update={"copy_move": detector}))(
+        tmp_path / "clone.png", {})
+    assert row["score_copy_move"] == pytest.approx(0.5)
+    nets = (row["score_two_stream"] + row["score_wcbnet"]) / 2
+    assert row["score"] == pytest.approx(1 - (1 - nets) * 0.5, abs=1e-6)
