@@ -361,3 +361,27 @@ def test_auto_precision_races_fp32_and_int8(models, cache_dir, monkeypatch):
     assert build_engine(model, "torch", precision="auto").precision == "fp32"
     with pytest.raises(ValueError, match="int8 runs on the onnxruntime backend"):
         build_engine(model, "torch", precision="int8")
+
+
+def test_int8_localizer_keeps_each_streams_stem_in_fp32(cache_dir):
+    """The first FLOAT_STEM_CONVS convolutions from each input (rgb, ela) keep float weights;
+    every other convolution reads dequantized int8 weights."""
+    import onnx
+
+    from tamperscan.engines.quantize import FLOAT_STEM_CONVS, cached_int8_onnx, stem_convs
+
+    model = _shipped("two_stream")
+    graph = onnx.load(str(cached_int8_onnx(model, cache_dir, 384))).graph
+    stems = stem_convs(cached_int8_onnx(model, cache_dir, 384), FLOAT_STEM_CONVS["two_stream"])
+    assert len(stems) == 2 * FLOAT_STEM_CONVS["two_stream"]
+    produced_by = {out: node.op_type for node in graph.node for out in node.output}
+    weight_source = {node.name: produced_by.get(node.input[1], "initializer")
+                     for node in graph.node if node.op_type == "Conv"}
+    assert {weight_source[name] for name in stems} == {"initializer"}
+    others = set(weight_source) - set(stems)
+    assert others and {weight_source[name] for name in others} == {"DequantizeLinear"}
+    # the first convolution of each stream is one of them: 3 input channels, fed by an input
+    initializers = {init.name: init for init in graph.initializer}
+    firsts = [n for n in graph.node if n.name in stems and initializers[n.input[1]].dims[1] == 3]
+    assert len(firsts) == 2
+    assert stem_convs(cached_int8_onnx(model, cache_dir, 384), 0) == []
