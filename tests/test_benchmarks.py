@@ -9,7 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import cascade, cascade_calibrated, copy_move_matching, gpu, throughput
+from benchmarks import (
+    cascade,
+    cascade_calibrated,
+    copy_move_matching,
+    gpu,
+    int8_fidelity,
+    throughput,
+)
 
 
 def _positive(value: float) -> bool:
@@ -141,3 +148,19 @@ def test_naive_loop_scores_a_clone_as_the_pipeline_does(tmp_path):
     assert row["score_copy_move"] == pytest.approx(0.5)
     nets = (row["score_two_stream"] + row["score_wcbnet"]) / 2
     assert row["score"] == pytest.approx(1 - (1 - nets) * 0.5, abs=1e-6)
+
+
+def test_int8_fidelity(tmp_path, capsys):
+    from pathlib import Path
+
+    samples = sorted((Path(__file__).resolve().parents[1] / "samples" / "images").iterdir())[:3]
+    (tmp_path / "MANIFEST.csv").write_text(
+        "image,mask,label\n" + "".join(f"{p},,0\n" for p in samples))
+    out = tmp_path / "fidelity.json"
+    result = int8_fidelity.main([str(tmp_path), "--images", "3", "--out-json", str(out)])
+    rows = {(r["net"], r["graph"]): r for r in json.loads(out.read_text())["rows"]}
+    assert {net for net, _ in rows} == {"two_stream", "wcbnet"}
+    shipped = [r for (net, graph), r in rows.items() if net == "two_stream" and "shipped" in graph]
+    assert len(shipped) == 1 and 0 <= shipped[0]["p50"] <= shipped[0]["max"] < 0.5
+    assert all(_positive(r["ms"]) for r in result["rows"])
+    assert "## int8 fidelity" in capsys.readouterr().out
