@@ -212,8 +212,9 @@ def verdict(result: dict) -> str:
     forged = arms["refine-all"]["images"] - authentic
     for name, arm in arms.items():
         if name.startswith("cascade@"):
+            recall = name.removeprefix("cascade@")
             lines.append(
-                f"Calibrated on {result['calibrated_on']} to refine {name[8:]} of its forgeries "
+                f"Calibrated on {result['calibrated_on']} to refine {recall} of its forgeries "
                 f"(refine_threshold {arm['config']['refine_threshold']:.3f}), the cascade refined "
                 f"{arm['refined_forged']} of this archive's {forged} forged and "
                 f"{arm['refined_authentic']} of its {authentic} authentic images: "

@@ -370,9 +370,9 @@ def test_int8_localizer_keeps_each_streams_stem_in_fp32(cache_dir):
 
     from tamperscan.engines.quantize import FLOAT_STEM_CONVS, cached_int8_onnx, stem_convs
 
-    model = _shipped("two_stream")
-    graph = onnx.load(str(cached_int8_onnx(model, cache_dir, 384))).graph
-    stems = stem_convs(cached_int8_onnx(model, cache_dir, 384), FLOAT_STEM_CONVS["two_stream"])
+    path = cached_int8_onnx(_shipped("two_stream"), cache_dir, 384)
+    graph = onnx.load(str(path)).graph
+    stems = stem_convs(path, FLOAT_STEM_CONVS["two_stream"])
     assert len(stems) == 2 * FLOAT_STEM_CONVS["two_stream"]
     produced_by = {out: node.op_type for node in graph.node for out in node.output}
     weight_source = {node.name: produced_by.get(node.input[1], "initializer")
@@ -384,4 +384,4 @@ def test_int8_localizer_keeps_each_streams_stem_in_fp32(cache_dir):
     initializers = {init.name: init for init in graph.initializer}
     firsts = [n for n in graph.node if n.name in stems and initializers[n.input[1]].dims[1] == 3]
     assert len(firsts) == 2
-    assert stem_convs(cached_int8_onnx(model, cache_dir, 384), 0) == []
+    assert stem_convs(path, 0) == []

@@ -88,22 +88,20 @@ def calibration_feeds(model: nn.Module, input_size: int) -> Iterator[dict[str, n
 
 
 def int8_cache_path(model: nn.Module, cache_dir: Path, input_size: int, fp32_path: Path,
-                    opset: int = MIN_OPSET, float_stems: int = 0) -> Path:
+                    opset: int = MIN_OPSET) -> Path:
     import onnxruntime
 
-    key = digest(fp32_path.name, CALIBRATION_RECIPE, float_stems, onnxruntime.__version__,
-                 opset)
+    key = digest(fp32_path.name, CALIBRATION_RECIPE, FLOAT_STEM_CONVS.get(model.config.arch, 0),
+                 onnxruntime.__version__, opset)
     return cache_dir / "onnx" / f"{model.config.arch}-{input_size}-int8-{key}.onnx"
 
 
 def cached_int8_onnx(model: nn.Module, cache_dir: Path, input_size: int,
-                     opset: int = MIN_OPSET, float_stems: int | None = None) -> Path:
-    """The model's int8 QDQ graph (fp32 I/O, dynamic batch), calibrated on first use.
-    ``float_stems``: convolutions per stream kept in fp32 (None: ``FLOAT_STEM_CONVS``)."""
-    if float_stems is None:
-        float_stems = FLOAT_STEM_CONVS.get(model.config.arch, 0)
+                     opset: int = MIN_OPSET) -> Path:
+    """The model's int8 QDQ graph (fp32 I/O, dynamic batch), calibrated on first use, with
+    ``FLOAT_STEM_CONVS`` convolutions of each stream left in fp32."""
     fp32_path = cached_onnx(model, cache_dir, input_size, "fp32", opset)
-    path = int8_cache_path(model, cache_dir, input_size, fp32_path, opset, float_stems)
+    path = int8_cache_path(model, cache_dir, input_size, fp32_path, opset)
     if path.exists():
         return path
 
@@ -132,7 +130,8 @@ def cached_int8_onnx(model: nn.Module, cache_dir: Path, input_size: int,
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
-                            nodes_to_exclude=stem_convs(prepared, float_stems))
+                            nodes_to_exclude=stem_convs(
+                                prepared, FLOAT_STEM_CONVS.get(model.config.arch, 0)))
         finally:
             prepared.unlink(missing_ok=True)
 
