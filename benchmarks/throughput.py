@@ -87,8 +87,11 @@ from benchmarks.common import (  # noqa: E402
     run_benchmark,
     shared_note,
 )
-from tamperscan.cli import load_pipeline_config  # noqa: E402
-from tamperscan.config import PipelineConfig, model_path  # noqa: E402
+from tamperscan.config import (  # noqa: E402
+    PipelineConfig,
+    load_pipeline_config,
+    model_path,
+)
 from tamperscan.copy_move import detect_copy_move  # noqa: E402
 from tamperscan.nets.build import build_model, load_config, load_weights, save_weights  # noqa: E402
 from tamperscan.preprocess.decode import DecodeLimits, decode_image  # noqa: E402

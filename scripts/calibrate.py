@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from tamperscan.cli import load_pipeline_config
+from tamperscan.config import load_pipeline_config
 from tamperscan.evaluate import Evaluator, read_manifest
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)

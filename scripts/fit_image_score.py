@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from tamperscan.cli import load_pipeline_config
+from tamperscan.config import load_pipeline_config
 from tamperscan.evaluate import read_manifest
 from tamperscan.score_model import FEATURES, ImageScoreModel, feature
 from tamperscan.stages import (

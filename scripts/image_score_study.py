@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from tamperscan.cli import load_pipeline_config
+from tamperscan.config import load_pipeline_config
 from tamperscan.evaluate import read_manifest
 from tamperscan.stages import (
     DecodeELA,

@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import f1_score
 
-from tamperscan.cli import load_pipeline_config
-from tamperscan.config import PipelineConfig
+from tamperscan.config import PipelineConfig, load_pipeline_config
 from tamperscan.evaluate import load_mask, read_manifest
 from tamperscan.stages import (
     DecodeELA,

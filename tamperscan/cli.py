@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from tamperscan.config import PipelineConfig, S3Options
+from tamperscan.config import PipelineConfig, S3Options, load_pipeline_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Find manipulated images and show where they were tampered with.")
@@ -22,12 +21,6 @@ ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="YAML file with PipelineConfig fields (thresholds, weights, segmenter).")]
 EndpointOption = Annotated[str | None, typer.Option(
     "--s3-endpoint", envvar="AWS_ENDPOINT_URL", help="S3 endpoint, e.g. http://127.0.0.1:8333")]
-
-
-def load_pipeline_config(path: Path | None, **overrides) -> PipelineConfig:
-    data = yaml.safe_load(path.read_text()) if path else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return PipelineConfig(**data)
 
 
 def init_ray(num_cpus: int | None = None) -> None:

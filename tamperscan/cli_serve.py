@@ -42,7 +42,8 @@ def serve_command(
     import ray
     from ray import serve
 
-    from tamperscan.cli import init_ray, load_pipeline_config
+    from tamperscan.cli import init_ray
+    from tamperscan.config import load_pipeline_config
     from tamperscan.serve import ServeSettings, build_app
 
     raw = yaml.safe_load(settings_file.read_text()) if settings_file else {}

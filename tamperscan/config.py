@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, Field
 
 from tamperscan.copy_move import CopyMoveOptions
@@ -87,3 +88,11 @@ class PipelineConfig(BaseModel):
     #: Exported ONNX graphs, TensorRT plans, auto choices; None: $TAMPERSCAN_CACHE_DIR or
     #: ~/.cache/tamperscan.
     engine_cache_dir: str | None = None
+
+
+def load_pipeline_config(path: Path | None, **overrides) -> PipelineConfig:
+    """A PipelineConfig from a YAML file of its fields (None: the defaults), with the
+    ``overrides`` that are not None on top: what every ``--config`` option reads."""
+    data = yaml.safe_load(path.read_text()) if path else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return PipelineConfig(**data)
