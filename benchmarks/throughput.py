@@ -337,7 +337,7 @@ def run_ray(image_set: ImageSet, config: PipelineConfig, batch_size: int, scratc
             warmup_images: int, layout: str = "auto") -> dict:
     import ray
 
-    from tamperscan.cli import init_ray
+    from tamperscan.cluster import init_ray
     from tamperscan.io import list_source, new_run_id
     from tamperscan.pipeline import ScanResources, _plan, build_dataset, scan
 

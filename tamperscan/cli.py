@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tamperscan.cli_serve import serve_command
+from tamperscan.cluster import init_ray
 from tamperscan.config import PipelineConfig, S3Options, load_pipeline_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -21,20 +22,6 @@ ConfigOption = Annotated[Path | None, typer.Option(
     "--config", help="YAML file with PipelineConfig fields (thresholds, weights, segmenter).")]
 EndpointOption = Annotated[str | None, typer.Option(
     "--s3-endpoint", envvar="AWS_ENDPOINT_URL", help="S3 endpoint, e.g. http://127.0.0.1:8333")]
-
-
-def init_ray(num_cpus: int | None = None) -> None:
-    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local one."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 @app.command()
@@ -60,7 +47,8 @@ def scan(
 
     if layout not in ("auto", "fused", "staged"):
         raise typer.BadParameter("layout must be auto, fused or staged", param_hint="--layout")
-    pipeline_config = load_pipeline_config(config, write_heatmaps=heatmaps or None)
+    pipeline_config = load_pipeline_config(
+        config, runtime={"write_heatmaps": True} if heatmaps else None)
     init_ray(num_cpus)
     try:
         summary = run_scan(source, out, pipeline_config, S3Options(endpoint_url=s3_endpoint),
@@ -113,9 +101,6 @@ def train(
     copy_move_mask: Annotated[str, typer.Option(
         help="Copy-move ground truth: 'both' (source + target, as CoMoFoD/NoSo) or 'target'.",
     )] = "both",
-    image_loss_weight: Annotated[float, typer.Option(
-        help="Two-stream: weight of the image-level BCE on the map's blurred max.",
-    )] = 0.0,
     photometric: Annotated[float, typer.Option(
         help="Probability of a CoMoFoD-style global change (brightness, contrast, blur, "
              "noise, colour reduction) after the forgery; 0 reproduces the shipped weights.",
@@ -142,7 +127,7 @@ def train(
                              seed=seed, split_seed=split_seed, train_size=train_size,
                              val_every=val_every, val_samples=val_samples,
                              workers=workers, copy_move_mask=copy_move_mask,
-                             image_loss_weight=image_loss_weight, photometric=photometric,
+                             photometric=photometric,
                              init_weights=str(init_weights) if init_weights else None,
                              max_minutes=max_minutes, keep_weights=keep_weights)
     metrics = run_train(settings, resume=resume, log=console.print)
@@ -233,19 +218,13 @@ def report(
 def version() -> None:
     """Print the package version and the shipped model versions."""
     from tamperscan import __version__
-    from tamperscan.stages import model_versions
+    from tamperscan.provenance import model_versions
 
     print(json.dumps({"tamperscan": __version__,
                       "models": model_versions(PipelineConfig())}))
 
 
-def _register_serve() -> None:
-    from tamperscan.cli_serve import serve_command
-
-    app.command("serve")(serve_command)
-
-
-_register_serve()
+app.command("serve")(serve_command)
 
 if __name__ == "__main__":
     app()

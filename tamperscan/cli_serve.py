@@ -42,7 +42,7 @@ def serve_command(
     import ray
     from ray import serve
 
-    from tamperscan.cli import init_ray
+    from tamperscan.cluster import init_ray
     from tamperscan.config import load_pipeline_config
     from tamperscan.serve import ServeSettings, build_app
 

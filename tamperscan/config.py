@@ -1,4 +1,11 @@
-"""Pipeline configuration: one pydantic model shared by the bulk scan, the endpoint and the CLI."""
+"""Pipeline configuration: one pydantic model shared by the bulk scan, the endpoint and the CLI.
+
+Two kinds of settings, kept apart: ``PipelineConfig`` proper holds what changes the results
+(weights, thresholds, the evidence stages' options) and is keyed into each row's provenance
+(`tamperscan.provenance`); ``PipelineConfig.runtime`` holds how the same results are computed
+(backend, precision, threads, caches, optional outputs) and is not. Every model forbids
+unknown keys: a misspelt YAML key is an error that names it, never a silently ignored setting.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tamperscan.copy_move import CopyMoveOptions
 
@@ -24,7 +31,13 @@ def model_path(name: str) -> Path:
     return MODELS_DIR / name
 
 
-class S3Options(BaseModel):
+class Strict(BaseModel):
+    """Base of every settings model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class S3Options(Strict):
     """Object-storage connection settings; unset fields fall back to the usual AWS environment."""
 
     endpoint_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8333")
@@ -34,8 +47,45 @@ class S3Options(BaseModel):
     session_token: str | None = None
 
 
-class PipelineConfig(BaseModel):
-    """Everything that changes what a scan computes; recorded with the results."""
+class RefineOptions(Strict):
+    """CAM + segmentation refinement (the CAM paper's segment-and-choose + Bayesian fusion)."""
+
+    #: Rows whose image score reaches this go through segment-and-fuse (the cascade).
+    threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    #: Weight of the refined CAM heatmap in the final map (1 - it: the localizer map). Chosen
+    #: on the synthetic validation split for the shipped weights, where their CAM is not yet
+    #: informative (pixel AUC < 0.5): 0, which also skips refinement. See MODEL_CARD.md.
+    cam_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Side of the square working resolution of segment-and-fuse (the segmenter's cost).
+    size: int = Field(default=256, ge=32)
+    segmenter: str = "felzenszwalb"
+    segmenter_options: dict = Field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """With ``cam_weight`` 0 the refined map cannot change the output: no refinement."""
+        return self.cam_weight > 0
+
+
+class RuntimeOptions(Strict):
+    """How the results are computed, not what they are: never part of the provenance key."""
+
+    #: Inference backend for both nets (tamperscan.engines): auto | torch | onnxruntime | tensorrt.
+    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
+    #: "auto": on CPU the fastest measured of fp32 and int8 (ONNX Runtime static quantization;
+    #: accuracy checked in models/MODEL_CARD.md and benchmarks/int8_fidelity.py), fp32 elsewhere.
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    threads: int = Field(default=0, ge=0, description="0 = let the backend decide")
+    #: Exported ONNX graphs, TensorRT plans, auto choices; None: $TAMPERSCAN_CACHE_DIR or
+    #: ~/.cache/tamperscan.
+    engine_cache_dir: str | None = None
+    #: Write each row's heatmap (greyscale PNG of the final map's values) beside the results.
+    write_heatmaps: bool = False
+
+
+class PipelineConfig(Strict):
+    """Everything that changes what a scan computes (recorded with the results), plus the
+    ``runtime`` options that do not."""
 
     two_stream_config: str = "two_stream"
     two_stream_weights: str = "two_stream.safetensors"
@@ -44,55 +94,47 @@ class PipelineConfig(BaseModel):
     ela_quality: int = Field(default=90, ge=1, le=100)
     max_image_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 80_000_000
-    #: Rows whose image score reaches this go through segment-and-fuse (the cascade).
-    refine_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
     #: Image score at or above which an image is reported as tampered.
     tamper_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    #: Pixel threshold on the final heatmap for the binary mask (the floor of the per-image
-    #: rules). Calibrated for the shipped weights on the synthetic validation split
-    #: (scripts/calibrate.py), never on evaluation data.
+    #: Pixel threshold on the final heatmap for the binary mask. Calibrated for the shipped
+    #: weights on the synthetic validation split (scripts/calibrate.py), never on evaluation
+    #: data. (Per-image rules -- relative to the peak, Otsu -- were measured and not adopted:
+    #: MODEL_CARD.md.)
     mask_threshold: float = Field(default=0.15, ge=0.0, le=1.0)
-    #: How each image's pixel threshold is set (stages.mask_cutoff): "absolute" (the mask
-    #: threshold), "relative" (also >= mask_ratio x the image's peak) or "otsu" (also >= Otsu's
-    #: split of the image's own heatmap), the mask threshold as floor. Otsu at floor 0.05 won
-    #: on four validation splits but not on the evaluation sets (MODEL_CARD.md), so absolute.
-    mask_rule: Literal["absolute", "relative", "otsu"] = "absolute"
-    mask_ratio: float = Field(default=0.5, ge=0.0, le=1.0)
-    #: Weight of the refined CAM heatmap in the final map (1 - it: the localizer map). Chosen
-    #: on the synthetic validation split for the shipped weights, where their CAM is not yet
-    #: informative (pixel AUC < 0.5): 0, which also skips refinement. See MODEL_CARD.md.
-    cam_weight: float = Field(default=0.0, ge=0.0, le=1.0)
-    #: Optional logistic image score over the nets' per-image evidence, a YAML written by
-    #: scripts/fit_image_score.py on labelled data (tamperscan/score_model.py); None: the mean
-    #: of the localizer's and WCBnet's scores. Either way noisy-OR with the copy-move
-    #: confidence. Fit on synthetic validation splits it ranked those better but lost on the
-    #: evaluation sets (MODEL_CARD.md, eighth session), so none ships.
-    image_score_model: str | None = None
-    #: Side of the square working resolution of segment-and-fuse (the segmenter's cost).
-    refine_size: int = Field(default=256, ge=32)
-    #: Keypoint copy-move detector (tamperscan/copy_move.py) run on the decoded image: its
-    #: confidence can raise the image score and its regions join the final map.
+    #: Keypoint copy-move detector (tamperscan/copy_move.py): its confidence can raise the
+    #: image score and its regions join the final map.
     copy_move: CopyMoveOptions = Field(default_factory=CopyMoveOptions)
-    #: Test-time mirror: the localizer also sees the image flipped left-right and its logits
-    #: are averaged (one more localizer pass per image). See MODEL_CARD.md for its effect.
-    localizer_flip: bool = False
-    segmenter: str = "felzenszwalb"
-    segmenter_options: dict = Field(default_factory=dict)
-    write_heatmaps: bool = False
-    torch_threads: int = Field(default=0, ge=0, description="0 = let the backend decide")
-    #: Inference backend for both nets (tamperscan.engines): auto | torch | onnxruntime | tensorrt.
-    backend: Literal["auto", "torch", "onnxruntime", "tensorrt"] = "auto"
-    #: "auto": on CPU the fastest measured of fp32 and int8 (ONNX Runtime static quantization;
-    #: accuracy checked in models/MODEL_CARD.md), fp32 elsewhere.
-    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
-    #: Exported ONNX graphs, TensorRT plans, auto choices; None: $TAMPERSCAN_CACHE_DIR or
-    #: ~/.cache/tamperscan.
-    engine_cache_dir: str | None = None
+    refine: RefineOptions = Field(default_factory=RefineOptions)
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+
+    def with_runtime(self, **changes) -> PipelineConfig:
+        """A copy with some runtime options changed (validated)."""
+        runtime = RuntimeOptions.model_validate({**self.runtime.model_dump(), **changes})
+        return self.model_copy(update={"runtime": runtime})
+
+    def results_settings(self) -> dict:
+        """The settings that change results: what provenance keys (runtime excluded)."""
+        return self.model_dump(mode="json", exclude={"runtime"})
+
+
+def merge_settings(base: dict, changes: dict) -> dict:
+    """``changes`` over ``base``, recursing into nested sections (``refine``, ``runtime``...)
+    so that an override of one nested key keeps its siblings."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_settings(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def load_pipeline_config(path: Path | None, **overrides) -> PipelineConfig:
     """A PipelineConfig from a YAML file of its fields (None: the defaults), with the
-    ``overrides`` that are not None on top: what every ``--config`` option reads."""
-    data = yaml.safe_load(path.read_text()) if path else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return PipelineConfig(**data)
+    ``overrides`` that are not None on top (nested dicts merge): what every ``--config``
+    option reads. Unknown keys raise pydantic's ValidationError naming them."""
+    data = (yaml.safe_load(path.read_text()) or {}) if path else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of PipelineConfig fields")
+    data = merge_settings(data, {k: v for k, v in overrides.items() if v is not None})
+    return PipelineConfig.model_validate(data)

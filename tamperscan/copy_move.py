@@ -23,13 +23,15 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class CopyMoveOptions(BaseModel):
-    """Detector settings. ``min_inliers`` and ``verify_zncc`` are the decision rule:
-    calibrated on synthetic validation splits (scripts/calibrate_copy_move.py), never on
-    evaluation data."""
+    """Detector settings (unknown keys are errors). ``min_inliers`` and ``verify_zncc`` are
+    the decision rule: calibrated on synthetic validation splits
+    (scripts/calibrate_copy_move.py), never on evaluation data."""
+
+    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     max_keypoints: int = Field(default=3000, ge=50)
@@ -59,16 +61,6 @@ class CopyMoveOptions(BaseModel):
     #: windows, foliage) that survives RANSAC mostly does not, so fewer matches suffice.
     verify_window: int = Field(default=15, ge=3)
     verify_zncc: float = Field(default=0.93, ge=0, lt=1)
-    #: Few-match clones (``area_min_inliers`` up to ``min_inliers`` matches) are reported
-    #: when their seeds correlate at least ``area_zncc`` with their copies *and* the traced
-    #: source + target regions cover at least ``area_min`` of the image. A copied region with
-    #: little texture gives SIFT only a few matches but traces as a large, near-identical
-    #: area; a chance model traces as specks. Off by default (None): on validation data it
-    #: detects more copy-moves at the same false alarms, on the evaluation sets it did not
-    #: help (MODEL_CARD.md, seventh session).
-    area_min_inliers: int | None = Field(default=None, ge=3)
-    area_zncc: float = Field(default=0.97, ge=0, le=1)
-    area_min: float = Field(default=0.015, ge=0, le=1)
     #: Spread of the confidence above ``min_inliers``: confidence = 1 - exp(-extra / scale) / 2.
     confidence_scale: float = Field(default=10.0, gt=0)
     #: Local zero-normalised cross-correlation (window side, threshold) for the region map.
@@ -277,41 +269,29 @@ def clone_region(gray: np.ndarray, model: np.ndarray, src: np.ndarray, dst: np.n
             | _region(gray, cv2.invertAffineTransform(model), src, options))
 
 
-def passes(inliers, correlation, area, options: CopyMoveOptions):
-    """The decision rule on a clone's evidence (matches, seed correlation, traced area
-    fraction): at least ``min_inliers`` matches and the correlation check (``verify_zncc``;
-    0 turns it off), or -- few-match rule, when on -- at least ``area_min_inliers`` matches,
-    a correlation of ``area_zncc`` and a traced area of ``area_min``. Written with
-    broadcasting operators so calibration scores stored evidence of thousands of clones with
-    this same function (scripts/calibrate_copy_move.py)."""
+def passes(inliers, correlation, options: CopyMoveOptions):
+    """The decision rule on a clone's evidence (matches, seed correlation): at least
+    ``min_inliers`` matches and the correlation check (``verify_zncc``; 0 turns it off).
+    Written with broadcasting operators so calibration scores stored evidence of thousands
+    of clones with this same function (scripts/calibrate_copy_move.py). (A few-match rule on
+    the traced area was measured and not adopted: MODEL_CARD.md, seventh session.)"""
     checked = (correlation >= options.verify_zncc) | (options.verify_zncc <= 0)
-    by_matches = (inliers >= options.min_inliers) & checked
-    if options.area_min_inliers is None:
-        return by_matches
-    few = (inliers >= options.area_min_inliers) & (inliers < options.min_inliers)
-    return by_matches | (few & (correlation >= options.area_zncc) & (area >= options.area_min))
+    return (inliers >= options.min_inliers) & checked
 
 
 def verified_clones(gray: np.ndarray, options: CopyMoveOptions) -> list[Clone]:
     """`find_clones` that pass the decision rule (`passes`), best first, each with its
-    traced region. Clones with fewer matches than either rule needs are never checked: most
-    images have only those, and the checks then cost nothing; a region is traced only for a
-    clone that passes with the largest possible area."""
-    fewest = min(options.min_inliers, options.area_min_inliers or options.min_inliers)
+    traced region. Clones with fewer matches than the rule needs are never checked: most
+    images have only those, and the checks then cost nothing."""
     clones = []
     for model, src, dst in find_clones(gray, options):
-        if len(src) < fewest:
+        if len(src) < options.min_inliers:
             continue
-        # Without any correlation rule (verify_zncc 0, few-match rule off) the value is
-        # never read: skip the warp.
-        unchecked = options.verify_zncc <= 0 and options.area_min_inliers is None
-        correlation = (1.0 if unchecked
+        # Without the correlation rule (verify_zncc 0) the value is never read: skip the warp.
+        correlation = (1.0 if options.verify_zncc <= 0
                        else seed_correlation(gray, model, dst, options.verify_window))
-        if not passes(len(src), correlation, 1.0, options):
-            continue
-        region = clone_region(gray, model, src, dst, options)
-        if passes(len(src), correlation, float(region.mean()), options):
-            clones.append(Clone(model, src, dst, region))
+        if passes(len(src), correlation, options):
+            clones.append(Clone(model, src, dst, clone_region(gray, model, src, dst, options)))
     return clones
 
 
@@ -325,9 +305,7 @@ def detect_copy_move(rgb: np.ndarray, options: CopyMoveOptions | None = None) ->
         return CopyMoveResult(0, 0.0, region)
     clones = verified_clones(gray, options)
     inliers = clones[0].inliers if clones else 0
-    # A clone verified by its area has fewer than min_inliers matches: it is as much a
-    # reported clone as one at the threshold, so it gets the threshold's confidence.
-    conf = confidence(max(inliers, options.min_inliers), options) if clones else 0.0
+    conf = confidence(inliers, options)
     for clone in clones:
         region[clone.region] = 1.0
     return CopyMoveResult(inliers, conf, region)

@@ -21,21 +21,11 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_curve, roc_auc_score
 
+from tamperscan.batch import bytes_batch
 from tamperscan.config import PipelineConfig
-from tamperscan.preprocess.decode import decode_image
-from tamperscan.preprocess.ela import ela_absolute
-from tamperscan.refine.segmenters import build_segmenter
-from tamperscan.stages import (
-    DecodeELA,
-    Detect,
-    Localize,
-    bytes_batch,
-    final_decision,
-    final_map,
-    image_score,
-    map_score,
-    refine_heatmap,
-)
+from tamperscan.graph import analyse, build_stages
+from tamperscan.render import fit
+from tamperscan.stages import map_score
 
 METHODS = ("two_stream", "cam", "cam_refined", "copy_move", "final", "ela", "all_tampered")
 ROBUSTNESS = {"jpeg95": ("jpeg", 95), "jpeg85": ("jpeg", 85), "jpeg75": ("jpeg", 75),
@@ -80,6 +70,10 @@ def perturb(data: bytes, kind: str, amount: float) -> bytes:
     return buffer.getvalue()
 
 
+class ImageFailed(Exception):
+    """An image the graph returned as an error row (its ``error`` text as the message)."""
+
+
 @dataclass
 class Scored:
     """Per-image outputs of every method: image scores, continuous maps, binary masks."""
@@ -93,44 +87,41 @@ class Scored:
 
 
 class Evaluator:
-    """Runs the pipeline's own stages on each image and keeps every method's outputs."""
+    """Runs the scan's own graph on each image (`graph.build_stages` with ``inspect``: the
+    final score, map and mask are the scan's; the intermediate maps are kept, and the
+    refined CAM is computed for every image so the ``cam_refined`` method can be measured)
+    and keeps every method's outputs."""
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
-        self.decode, self.localize = DecodeELA(config), Localize(config)
-        self.detect = Detect(config)
-        self.segmenter = build_segmenter(config.segmenter, **config.segmenter_options)
+        self.stages = build_stages(config, inspect=True)
 
-    def score(self, data: bytes, label: int, mask_path: Path | None) -> Scored | None:
-        batch = self.detect(self.localize(self.decode(bytes_batch([data]))))
-        if batch["status"][0] != "ok":
-            return None
-        w, h = int(batch["width"][0]), int(batch["height"][0])
-        s = batch["rgb"].shape[1]
-        cam = cv2.resize(batch["cam"][0].astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
-        refined = refine_heatmap(self.segmenter, batch["rgb"][0], batch["cam"][0],
-                                 self.config.refine_size)
-        score = float(image_score(batch, self.config)[0])
-        cascade = score >= self.config.refine_threshold and self.config.cam_weight > 0
-        heat = final_map(batch["ts_map"][0], refined, cascade, self.config.cam_weight,
-                         batch["cm_map"][0])
-        rgb = decode_image(data).rgb  # again at full size: the ELA baseline is per original pixel
-        ela = ela_absolute(rgb, self.config.ela_quality).mean(axis=2)
+    def row(self, data: bytes) -> dict:
+        """The graph's output for one image, every column of the one row."""
+        return {k: v[0] for k, v in analyse(self.stages, bytes_batch([data])).items()}
+
+    def score(self, data: bytes, label: int, mask_path: Path | None) -> Scored:
+        """Every method's outputs for one image; an image the graph cannot score raises
+        ``ImageFailed`` with the row's error."""
+        row = self.row(data)
+        if row["status"] != "ok":
+            raise ImageFailed(str(row["error"]))
+        w, h, s = int(row["width"]), int(row["height"]), row["rgb"].shape[0]
 
         def full(m: np.ndarray) -> np.ndarray:
-            return cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            return fit(m, w, h)
 
-        maps = {"two_stream": full(batch["ts_map"][0]), "cam": full(cam),
-                "cam_refined": full(refined), "copy_move": full(batch["cm_map"][0]),
-                "final": full(heat), "ela": ela,
+        # The CAM is upsampled to the localizer size first, as refinement sees it.
+        maps = {"two_stream": full(row["ts_map"]), "cam": full(fit(row["cam"], s, s)),
+                "cam_refined": full(row["refined_map"]), "copy_move": full(row["cm_map"]),
+                "final": full(row["heatmap"]), "ela": row["ela_level"],
                 "all_tampered": np.ones((h, w), np.float32)}
         masks = {k: v >= 0.5 for k, v in maps.items()}
-        masks["final"] = final_decision(maps["final"], score, self.config, maps["copy_move"])
-        scores = {"two_stream": float(batch["score_two_stream"][0]),
-                  "cam": float(batch["score_wcbnet"][0]),
-                  "cam_refined": float(batch["score_wcbnet"][0]),
-                  "copy_move": float(batch["score_copy_move"][0]),
-                  "final": score, "ela": map_score(ela), "all_tampered": 1.0}
+        masks["final"] = row["mask"]
+        scores = {"two_stream": float(row["score_two_stream"]),
+                  "cam": float(row["score_wcbnet"]), "cam_refined": float(row["score_wcbnet"]),
+                  "copy_move": float(row["score_copy_move"]), "final": float(row["score"]),
+                  "ela": map_score(row["ela_level"]), "all_tampered": 1.0}
         truth = load_mask(mask_path, (h, w)) if mask_path else None
         return Scored(label, truth, scores, maps, masks)
 
@@ -183,15 +174,21 @@ def summarise_records(records: list[dict], tamper_threshold: float) -> dict[str,
 
 
 def _iter_scored(evaluator: Evaluator, items: list[Item],
-                 attack: Callable[[bytes], bytes] | None) -> Iterator[Scored]:
+                 attack: Callable[[bytes], bytes] | None,
+                 errors: list[dict]) -> Iterator[Scored]:
+    """Scored images in manifest order; the ones the graph cannot score go to ``errors``
+    (image, error), so a report says what it left out."""
     for item in items:
         data = item.image.read_bytes()
         if attack is not None:
             data = attack(data)
-        result = evaluator.score(data, item.label, item.mask)
-        if result is not None:
-            result.name = item.name
-            yield result
+        try:
+            result = evaluator.score(data, item.label, item.mask)
+        except ImageFailed as exc:
+            errors.append({"image": item.name, "error": str(exc)})
+            continue
+        result.name = item.name
+        yield result
 
 
 def evaluate(folder: Path, config: PipelineConfig | None = None, robustness: bool = False,
@@ -207,8 +204,8 @@ def evaluate(folder: Path, config: PipelineConfig | None = None, robustness: boo
                     "n_forged": sum(i.label == 1 for i in items),
                     "n_authentic": sum(i.label == 0 for i in items)}
     for name, attack in runs.items():
-        scored = []
-        for n, s in enumerate(_iter_scored(evaluator, items, attack), 1):
+        scored, errors = [], []
+        for n, s in enumerate(_iter_scored(evaluator, items, attack, errors), 1):
             scored.append(s)
             if progress and n % 10 == 0:
                 progress(f"{folder.name} [{name}] {n}/{len(items)}")
@@ -217,6 +214,7 @@ def evaluate(folder: Path, config: PipelineConfig | None = None, robustness: boo
         if name == "clean":
             report["methods"] = metrics
             report["n_scored"] = len(scored)
+            report["errors"] = errors
             report["images"] = records
         else:
             report.setdefault("robustness", {})[name] = metrics

@@ -1,97 +1,65 @@
 """Figures for one image, as in the papers: ELA, each CAM view, the fused CAM, the chosen
-region, the refined heatmap, the localizer map and the final mask, overlaid on the image."""
+region, the refined heatmap, the localizer map and the final mask, overlaid on the image.
+
+The values are the scan's own (`graph.build_stages` with ``inspect``): the final heatmap and
+mask are exactly those the scan and the endpoint give the image; only the drawing is here.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from tamperscan.batch import bytes_batch
 from tamperscan.config import PipelineConfig
-from tamperscan.preprocess.decode import decode_image
-from tamperscan.preprocess.ela import ela_absolute
-from tamperscan.refine.segmenters import build_segmenter
-from tamperscan.stages import (
-    DecodeELA,
-    Detect,
-    Localize,
-    analyse,
-    bytes_batch,
-    final_decision,
-    final_map,
-    image_score,
-    refine_at,
+from tamperscan.graph import analyse, build_stages
+from tamperscan.render import (
+    encode_png,
+    heat_overlay,
+    heatmap_png,
+    mask_png,
+    outline_overlay,
+    preview,
 )
 
 MAX_SIDE = 768
 HEAD_BLOCKS = (2, 3, 4)
 
 
-def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    interpolation = cv2.INTER_NEAREST if image.dtype == bool else cv2.INTER_LINEAR
-    return cv2.resize(image.astype(np.float32) if image.dtype != np.uint8 else image,
-                      (width, height), interpolation=interpolation)
-
-
-def heat_overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Jet-coloured map blended over the image (BGR for OpenCV writing)."""
-    h, w = rgb.shape[:2]
-    colour = cv2.applyColorMap((np.clip(_fit(heat, w, h), 0, 1) * 255).astype(np.uint8),
-                               cv2.COLORMAP_JET)
-    return cv2.addWeighted(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), 1 - alpha, colour, alpha, 0)
-
-
-def outline_overlay(rgb: np.ndarray, mask: np.ndarray,
-                    colour: tuple[int, int, int] = (0, 0, 255)) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    full = _fit(mask.astype(np.uint8), w, h)
-    contours, _ = cv2.findContours(full, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    out = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    cv2.drawContours(out, contours, -1, colour, max(2, w // 300))
-    return out
-
-
 def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) -> dict:
-    """Write the overlay PNGs for one image into ``out_dir``; returns scores and file names."""
+    """Write the overlay PNGs for one image into ``out_dir`` (plus the final heatmap's values
+    and the mask, as the scan stores them); returns scores and file names."""
     config = config or PipelineConfig()
-    batch = analyse([DecodeELA(config), Localize(config), Detect(config)],
-                    bytes_batch([data], ["image"]))
-    if batch["status"][0] != "ok":
-        raise ValueError(batch["error"][0])
-    rgb = decode_image(data).rgb
-    scale = min(1.0, MAX_SIDE / max(rgb.shape[:2]))
-    view = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    s = batch["rgb"].shape[1]
-    cam = cv2.resize(batch["cam"][0].astype(np.float32), (s, s))
-    segmenter = build_segmenter(config.segmenter, **config.segmenter_options)
-    refined, region = refine_at(segmenter, batch["rgb"][0], batch["cam"][0], config.refine_size)
-    score = float(image_score(batch, config)[0])
-    cascade = score >= config.refine_threshold and config.cam_weight > 0
-    heat = final_map(batch["ts_map"][0], refined, cascade, config.cam_weight,
-                     batch["cm_map"][0])
+    batch = analyse(build_stages(config, inspect=True), bytes_batch([data], ["image"]))
+    row = {k: v[0] for k, v in batch.items()}
+    if row["status"] != "ok":
+        raise ValueError(row["error"])
+    w, h = int(row["width"]), int(row["height"])
+    view = preview(row["original"], w, h, MAX_SIDE)
     figures = {
-        "ela.png": heat_overlay(view, ela_absolute(rgb, config.ela_quality).mean(axis=2), 0.7),
-        **{f"cam_block{b}.png": heat_overlay(view, batch["cam_views"][0][i])
+        "ela.png": heat_overlay(view, row["ela_level"], 0.7),
+        **{f"cam_block{b}.png": heat_overlay(view, row["cam_views"][i])
            for i, b in enumerate(HEAD_BLOCKS)},
-        "cam_fused.png": heat_overlay(view, cam),
-        "region.png": outline_overlay(view, region, (255, 255, 0)),
-        "cam_refined.png": heat_overlay(view, refined),
-        "two_stream.png": heat_overlay(view, batch["ts_map"][0]),
-        "copy_move.png": outline_overlay(view, batch["cm_map"][0] >= 0.5, (0, 255, 255)),
-        "final_heatmap.png": heat_overlay(view, heat),
-        "final_mask.png": outline_overlay(
-            view, final_decision(heat, score, config, batch["cm_map"][0].astype(np.float32))),
+        "cam_fused.png": heat_overlay(view, row["cam"]),
+        "region.png": outline_overlay(view, row["refine_region"], (255, 255, 0)),
+        "cam_refined.png": heat_overlay(view, row["refined_map"]),
+        "two_stream.png": heat_overlay(view, row["ts_map"]),
+        "copy_move.png": outline_overlay(view, row["cm_map"] >= 0.5, (0, 255, 255)),
+        "final_heatmap.png": heat_overlay(view, row["heatmap"]),
+        "final_mask.png": outline_overlay(view, row["mask"]),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, image in figures.items():
-        cv2.imwrite(str(out_dir / name), image)
-    summary = {"score": score, "tampered": score >= config.tamper_threshold,
-               "score_two_stream": float(batch["score_two_stream"][0]),
-               "score_wcbnet": float(batch["score_wcbnet"][0]),
-               "score_wcbnet_heads": batch["score_wcbnet_heads"][0].tolist(),
-               "score_copy_move": float(batch["score_copy_move"][0]),
-               "files": sorted(figures)}
+        (out_dir / name).write_bytes(encode_png(image))
+    (out_dir / "heatmap_values.png").write_bytes(heatmap_png(row["heatmap"]))
+    (out_dir / "mask.png").write_bytes(mask_png(row["mask"]))
+    summary = {"score": float(row["score"]), "tampered": bool(row["tampered"]),
+               "refined": bool(row["refined"]),
+               "score_two_stream": float(row["score_two_stream"]),
+               "score_wcbnet": float(row["score_wcbnet"]),
+               "score_wcbnet_heads": row["score_wcbnet_heads"].tolist(),
+               "score_copy_move": float(row["score_copy_move"]),
+               "mask_fraction": float(row["mask_fraction"]),
+               "files": sorted([*figures, "heatmap_values.png", "mask.png"])}
     (out_dir / "explain.json").write_text(json.dumps(summary, indent=2))
     return summary

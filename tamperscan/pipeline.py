@@ -1,10 +1,11 @@
-"""The bulk scan as a Ray Data graph over the stages in `tamperscan.stages`.
+"""The bulk scan as Ray Data over the graph of `tamperscan.graph`.
 
-Ray specifics stay here and stay thin: each stage is a plain callable, and the layout decides
-which process runs it. ``staged`` (clusters with GPUs): read and decode run as CPU tasks, the
-two nets in (GPU) actor pools, refinement, finalize and the write in CPU actors (see
-``RefineFinalizeWrite``). ``fused`` (CPU-only clusters, the default there): one actor per CPU
-runs every stage on its batch (``ScanWorker``), so no array crosses a process boundary.
+Ray specifics stay here and stay thin: the graph's stages are plain callables, and the layout
+decides which process runs each. ``staged`` (clusters with GPUs): read and decode run as CPU
+tasks, each evidence stage in an actor pool of its own (GPUs for the model stages), the
+score/refine/fuse stages and the write in CPU actors (``ScanTail``). ``fused`` (CPU-only
+clusters, the default there): one actor per CPU runs the whole graph on its batch
+(``ScanWorker``), so no array crosses a process boundary.
 """
 
 from __future__ import annotations
@@ -23,19 +24,12 @@ import ray
 from pydantic import BaseModel, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tamperscan.batch import Batch
 from tamperscan.config import PipelineConfig, S3Options
+from tamperscan.graph import STAGES, analyse, build_stages, split
 from tamperscan.io import ResultSink, list_source, new_run_id
 from tamperscan.results import WriteResults
-from tamperscan.stages import (
-    Batch,
-    DecodeELA,
-    Detect,
-    Finalize,
-    Localize,
-    ReadBytes,
-    Refine,
-    analyse,
-)
+from tamperscan.stages import ReadBytes
 
 
 class ScanFailed(RuntimeError):
@@ -145,8 +139,8 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
                   s3: S3Options | None, resources: ScanResources) -> ray.data.Dataset:
     plan = _plan(resources)
     bs = resources.batch_size
-    if not config.torch_threads:  # one thread per actor: actors share the node's cores
-        config = config.model_copy(update={"torch_threads": max(1, int(plan["cpus_per_actor"]))})
+    if not config.runtime.threads:  # one thread per actor: actors share the node's cores
+        config = config.with_runtime(threads=max(1, int(plan["cpus_per_actor"])))
     # Several small blocks, so the stages pipeline and no task holds the whole archive.
     # (Not ds.repartition(): with actor pools downstream it stalls on Ray 2.60.)
     table = pa.table({"uri": pa.array(uris, pa.string())})
@@ -162,51 +156,56 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
         "batch_size": bs, "batch_format": "numpy", "fn_constructor_args": (config,),
         "num_cpus": plan["cpus_per_actor"],
     }
-    # On a CPU-only node Ray fuses read + decode into the first model actor (no copy between
+    # On a CPU-only node Ray fuses read + decode into the first actor (no copy between
     # them); once the model stages ask for GPUs the resources differ, so decode and ELA stay
     # CPU tasks and the GPU actors only run the nets.
     ds = ds.map_batches(ReadBytes(config, s3), **task)
-    ds = ds.map_batches(DecodeELA(config), **task)
-    models = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["model_actors"])
-    for stage in (Localize, Detect):
-        ds = ds.map_batches(stage, compute=models, num_gpus=plan["gpus_per_actor"],
-                            **{**actor, "batch_size": plan["model_batch"]})
-    refiners = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["refine_actors"])
-    return ds.map_batches(RefineFinalizeWrite, compute=refiners,
+    front, evidence, _ = split(STAGES)  # classes: each actor builds its own
+    for stage in front:
+        ds = ds.map_batches(stage(config), **task)
+    for stage in evidence:  # each in its own pool: the model stages on GPUs
+        model = stage.kind == "model"
+        pool = ray.data.ActorPoolStrategy(
+            min_size=1, max_size=plan["model_actors" if model else "refine_actors"])
+        ds = ds.map_batches(stage, compute=pool, num_gpus=plan["gpus_per_actor"] if model else 0,
+                            **{**actor, "batch_size": plan["model_batch"] if model else bs})
+    tails = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["refine_actors"])
+    return ds.map_batches(ScanTail, compute=tails,
                           **{**actor, "fn_constructor_args": (config, out, run_id, s3)})
 
 
-class RefineFinalizeWrite:
-    """Refine, Finalize and WriteResults in turn, in the refinement actors.
+class ScanTail:
+    """The graph after its evidence stages (score, refine, fuse) and the write, in CPU actors.
 
-    Finalize and the write cost 1-2 ms per row, but as Ray tasks they need task worker
+    Fuse and the write cost 1-2 ms per row, but as Ray tasks they need task worker
     processes, and when a node runs more workers than it has CPUs (actors included) Ray ends
     any worker idle for 1 s (``idle_worker_killing_time_threshold_ms``, soft limit = CPUs).
     On a small node that was every gap between batches: each batch started a fresh worker
     that imported torch, ONNX Runtime and OpenCV again -- on 2 cores more CPU than both nets
     used (benchmarks/throughput.py, per-process profile). In the actor they run in a process
     that lives for the whole scan, and the large per-row arrays skip one more trip through
-    the object store. Same stages, same order, same rows out."""
+    the object store."""
 
     def __init__(self, config: PipelineConfig, out: str, run_id: str,
                  s3: S3Options | None) -> None:
-        self.stages = [Refine(config), Finalize(config), WriteResults(out, run_id, s3)]
+        _, _, back = split(build_stages(config))
+        self.stages = [*back, WriteResults(out, run_id, s3, config.runtime.write_heatmaps)]
 
     def __call__(self, batch: Batch) -> Batch:
         return analyse(self.stages, batch)
 
 
 class ScanWorker:
-    """The whole graph for one batch in one process: read, decode + ELA, both nets, then
-    ``RefineFinalizeWrite``. On CPUs the staged layout spent a third more CPU per image than
-    the stages cost alone, moving the 384-px RGB/ELA arrays and maps between actors through
-    the object store (benchmarks/RESULTS.md); here they never leave the process. Same stages,
-    same order, same rows out as the staged layout."""
+    """The whole graph for one batch in one process: read, the graph, the write. On CPUs
+    the staged layout spent a third more CPU per image than the stages cost alone, moving
+    the 384-px RGB/ELA arrays and maps between actors through the object store
+    (benchmarks/RESULTS.md); here they never leave the process. Same stages, same order,
+    same rows out as the staged layout."""
 
     def __init__(self, config: PipelineConfig, out: str, run_id: str,
                  s3: S3Options | None) -> None:
-        self.stages = [ReadBytes(config, s3), DecodeELA(config), Localize(config),
-                       Detect(config), RefineFinalizeWrite(config, out, run_id, s3)]
+        self.stages = [ReadBytes(config, s3), *build_stages(config),
+                       WriteResults(out, run_id, s3, config.runtime.write_heatmaps)]
 
     def __call__(self, batch: Batch) -> Batch:
         return analyse(self.stages, batch)

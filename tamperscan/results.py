@@ -1,4 +1,5 @@
-"""The output row schema and the stage that writes rows to the sink."""
+"""The output row schema and the stage that writes rows to the sink (an edge: masks and
+heatmaps are encoded here, `tamperscan.render`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import numpy as np
 import pyarrow as pa
 
 from tamperscan.config import S3Options
+from tamperscan.graph import STAGES, joined
 from tamperscan.io import HEATMAPS_DIR, ResultSink
+from tamperscan.render import heatmap_png, mask_png
 
+#: Evidence scores and stage timings come from the graph: a new stage adds its columns.
 OUTPUT_SCHEMA = pa.schema([
     ("uri", pa.string()),
     ("status", pa.string()),
@@ -21,17 +25,13 @@ OUTPUT_SCHEMA = pa.schema([
     ("score_two_stream", pa.float32()),
     ("score_wcbnet", pa.float32()),
     ("score_wcbnet_heads", pa.list_(pa.float32(), 3)),
-    ("score_copy_move", pa.float32()),
+    *((column, pa.float32()) for column in joined("score_column")),
     ("refined", pa.bool_()),
     ("mask_fraction", pa.float32()),
     ("mask_png", pa.binary()),
     ("heatmap_path", pa.string()),
     ("model_versions", pa.string()),
-    ("t_decode", pa.float32()),
-    ("t_copy_move", pa.float32()),
-    ("t_localize", pa.float32()),
-    ("t_detect", pa.float32()),
-    ("t_refine", pa.float32()),
+    *((stage.timing, pa.float32()) for stage in STAGES if hasattr(stage, "timing")),
     ("run_id", pa.string()),
 ])
 
@@ -44,6 +44,7 @@ def heatmap_name(uri: str) -> str:
 
 
 def to_table(batch: dict[str, np.ndarray], run_id: str, heatmap_paths: list[str]) -> pa.Table:
+    """Fuse's output rows as the Parquet schema, the masks PNG-encoded."""
     n = len(batch["uri"])
     columns = {}
     for field in OUTPUT_SCHEMA:
@@ -51,6 +52,8 @@ def to_table(batch: dict[str, np.ndarray], run_id: str, heatmap_paths: list[str]
             values = [run_id] * n
         elif field.name == "heatmap_path":
             values = heatmap_paths
+        elif field.name == "mask_png":
+            values = [mask_png(mask) for mask in batch["mask"]]
         elif field.name == "score_wcbnet_heads":
             values = [list(map(float, row)) for row in batch[field.name]]
         elif field.name in batch:
@@ -62,10 +65,13 @@ def to_table(batch: dict[str, np.ndarray], run_id: str, heatmap_paths: list[str]
 
 
 class WriteResults:
-    """Writes one atomic Parquet part per batch (+ heatmap PNGs) and passes on a small summary."""
+    """Writes one atomic Parquet part per batch (+ heatmap PNGs of ok rows with
+    ``write_heatmaps``) and passes on a small summary."""
 
-    def __init__(self, out: str, run_id: str, s3: S3Options | None = None) -> None:
+    def __init__(self, out: str, run_id: str, s3: S3Options | None = None,
+                 write_heatmaps: bool = False) -> None:
         self.out, self.run_id, self.s3 = out, run_id, s3
+        self.write_heatmaps = write_heatmaps
         self._sink: ResultSink | None = None
 
     @property
@@ -75,11 +81,12 @@ class WriteResults:
         return self._sink
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        paths = []
-        for uri, png in zip(batch["uri"], batch["heatmap_png"], strict=True):
-            if png:
+        paths: list[str | None] = []
+        for uri, status, heat in zip(batch["uri"], batch["status"], batch["heatmap"],
+                                     strict=True):
+            if self.write_heatmaps and status == "ok":
                 paths.append(heatmap_name(uri))
-                self.sink.write_file(paths[-1], bytes(png))
+                self.sink.write_file(paths[-1], heatmap_png(heat))
             else:
                 paths.append(None)
         self.sink.write_part(to_table(batch, self.run_id, paths), self.run_id)

@@ -29,7 +29,7 @@ import tamperscan
 from tamperscan.serve_response import ErrorOut, ScanFailure, ScanResult, internal_failure
 
 if TYPE_CHECKING:
-    from tamperscan.serve import ScanService
+    from tamperscan.serve_service import ScanService
 
 JSON_BODY_LIMIT = 64 * 1024
 UPLOAD_FIELD = "file"

@@ -7,7 +7,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tamperscan.refine.pspnet import PSPNet, build_pspnet
 from tamperscan.refine.segmenters import (
     SEGMENTERS,
     DeepLabSegmenter,
@@ -21,6 +20,7 @@ from tamperscan.refine.segmenters import (
     load_sam,
     load_state_dict_file,
 )
+from tamperscan.refine.segmenters.pspnet import PSPNet, build_pspnet
 
 torch.set_num_threads(1)
 

@@ -23,14 +23,10 @@ from tamperscan.train.photos import (
     procedural_photos,
     split_photos,
 )
-from tamperscan.train.synth import (
-    KINDS,
-    PHOTOMETRIC,
-    ForgerySynthesizer,
-    SynthConfig,
-    photometric,
-    random_blob,
-)
+from tamperscan.train.postprocess import PHOTOMETRIC, photometric
+from tamperscan.train.regions import random_blob
+from tamperscan.train.synth import ForgerySynthesizer
+from tamperscan.train.synth_config import KINDS, SynthConfig
 
 MAGIC = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG", "TIFF": (b"II*\x00", b"MM\x00*")}
 

@@ -88,17 +88,6 @@ def test_map_logit_is_the_differentiable_twin_of_the_served_image_score():
         map_score(torch.sigmoid(flat[0, 0]).numpy()), abs=1e-6)
 
 
-def test_image_loss_weight_adds_the_image_level_term(photos):
-    model = build_model(TINY["two_stream"]).eval()
-    batch = _fixed_batch("two_stream", photos)
-    batch["label"] = torch.zeros_like(batch["label"])
-    batch["mask"] = torch.zeros_like(batch["mask"])
-    with torch.no_grad():
-        plain = _loss("two_stream", model, batch, torch.device("cpu"))
-        weighted = _loss("two_stream", model, batch, torch.device("cpu"), image_loss_weight=0.5)
-    assert weighted > plain
-
-
 def test_time_budget_stops_with_a_checkpoint_and_init_weights_fine_tune(photos, tmp_path):
     """A zero-minute budget stops after the first step yet leaves a validated checkpoint;
     a run started from those weights begins where they left off, not from scratch."""

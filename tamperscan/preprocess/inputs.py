@@ -15,13 +15,18 @@ class ModelInputs:
     rgb: np.ndarray   # (S, S, 3) uint8, localizer size
     ela: np.ndarray   # (S, S, 3) float32 absolute ELA, localizer size
     sela: np.ndarray  # (C, C, 3) float32 signed ELA, WCBnet size
+    #: (H, W) float32 channel-mean absolute ELA at the original size, when asked for
+    ela_level: np.ndarray | None = None
 
 
-def model_inputs(rgb: np.ndarray, quality: int, ts_size: int, cb_size: int) -> ModelInputs:
-    """ELA at the original resolution (the JPEG grid lives there), then resize each input."""
+def model_inputs(rgb: np.ndarray, quality: int, ts_size: int, cb_size: int,
+                 keep_level: bool = False) -> ModelInputs:
+    """ELA at the original resolution (the JPEG grid lives there), then resize each input.
+    ``keep_level``: also the full-resolution ELA level map (the ELA baseline's map)."""
     absolute, signed = ela_both(rgb, quality)  # one JPEG round trip for both
     return ModelInputs(
         rgb=resize_to(rgb, ts_size),
         ela=resize_to(absolute, ts_size),
         sela=resize_to(signed, cb_size),
+        ela_level=absolute.mean(axis=2) if keep_level else None,
     )

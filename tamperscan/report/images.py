@@ -2,9 +2,10 @@
 
 Decoding sources is the only per-row cost of a report, so it is bounded by K and spread over
 threads (Pillow and OpenCV release the GIL). The figures are the ones `tamperscan explain`
-draws (`heat_overlay`, `outline_overlay`) at thumbnail size. A source that cannot be read or
-decoded gives a placeholder and a note, never an exception: an archive report must not die on
-the one file that moved since the scan.
+draws (`render.heat_overlay`, `render.outline_overlay`) at thumbnail size, from the heatmap
+values the scan stored. A source that cannot be read or decoded gives a placeholder and a
+note, never an exception: an archive report must not die on the one file that moved since
+the scan.
 """
 
 from __future__ import annotations
@@ -20,41 +21,13 @@ import numpy as np
 import pandas as pd
 
 from tamperscan.config import PipelineConfig, S3Options
-from tamperscan.explain import heat_overlay, outline_overlay
 from tamperscan.io import SourceError, read_bytes, resolve
 from tamperscan.preprocess.decode import DecodeLimits, ImageError, decode_image
+from tamperscan.render import heat_overlay, heatmap_from_png, mask_from_png, outline_overlay
 
 THUMB_SIDE = 320
 JPEG_QUALITY = 85
 IMG_DIR = "img"
-_JET = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(-1, 1),
-                         cv2.COLORMAP_JET).reshape(-1, 3).astype(np.int32)  # BGR
-
-
-def _pack(bgr: np.ndarray) -> np.ndarray:
-    bgr = bgr.astype(np.int32)
-    return (bgr[..., 0] << 16) | (bgr[..., 1] << 8) | bgr[..., 2]
-
-
-_JET_CODES = _pack(_JET)
-_JET_ORDER = np.argsort(_JET_CODES)
-
-
-def heat_from_jet(bgr: np.ndarray) -> np.ndarray:
-    """Scalar heat in [0, 1] from a heatmap PNG as the scan writes it (JET colours,
-    `stages.heatmap_png`), so it can be overlaid exactly like `explain` does. Exact colours map
-    by lookup; any other colour (a re-encoded file) to the nearest JET entry."""
-    codes = _pack(bgr)
-    sorted_codes = _JET_CODES[_JET_ORDER]
-    slot = np.clip(np.searchsorted(sorted_codes, codes), 0, 255)
-    level = _JET_ORDER[slot]
-    inexact = sorted_codes[slot] != codes
-    if inexact.any():
-        colours, inverse = np.unique(bgr[inexact].reshape(-1, 3).astype(np.int32), axis=0,
-                                     return_inverse=True)
-        distance = ((colours[:, None, :] - _JET[None]) ** 2).sum(axis=2)
-        level[inexact] = distance.argmin(axis=1)[inverse.ravel()]
-    return level.astype(np.float32) / 255.0
 
 
 @dataclass(frozen=True)
@@ -74,15 +47,15 @@ class Sources:
     def decode(self, uri: str) -> np.ndarray:
         return decode_image(read_bytes(uri, self.limits.max_bytes, self.s3), self.limits).rgb
 
-    def heatmap_bgr(self, relative: str) -> np.ndarray:
-        """A heatmap PNG under the results folder; paths escaping it are refused."""
+    def heatmap(self, relative: str) -> np.ndarray:
+        """The values of a heatmap PNG under the results folder; paths escaping it are
+        refused."""
         path = posixpath.normpath(relative)
         if path.startswith(("/", "..")):
             raise ValueError(f"heatmap path outside the results folder: {relative!r}")
         fs, root = resolve(self.results_dir, self.s3)
         with fs.open_input_stream(f"{root.rstrip('/')}/{path}") as f:
-            data = f.read(self.limits.max_bytes)
-        return cv2.cvtColor(decode_image(data, self.limits).rgb, cv2.COLOR_RGB2BGR)
+            return heatmap_from_png(f.read(self.limits.max_bytes))
 
 
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -138,14 +111,13 @@ def row_images(row: pd.Series, rank: int, mask_png: bytes | None, sources: Sourc
     heat_path = row.get("heatmap_path")
     if isinstance(heat_path, str) and heat_path:
         figure("h", "heat",
-               lambda: heat_overlay(view, heat_from_jet(sources.heatmap_bgr(heat_path))),
+               lambda: heat_overlay(view, sources.heatmap(heat_path)),
                "heatmap unreadable")
     else:
         notes.append("no heatmap (scan without --heatmaps)")
     if mask_png:
         figure("m", "mask",
-               lambda: outline_overlay(view, decode_image(mask_png, sources.limits).rgb[..., 0]
-                                       > 127),
+               lambda: outline_overlay(view, mask_from_png(mask_png)),
                "mask unreadable")
     return {**files, "n": "; ".join(notes)}
 

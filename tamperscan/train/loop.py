@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from tamperscan.nets.build import build_model, load_config, load_weights, save_weights
 from tamperscan.train.data import SyntheticForgeries
 from tamperscan.train.photos import load_photo_manifest, split_photos
-from tamperscan.train.synth import ForgerySynthesizer, SynthConfig
+from tamperscan.train.synth import ForgerySynthesizer
+from tamperscan.train.synth_config import SynthConfig
 
 
 @dataclass
@@ -57,10 +58,6 @@ class TrainSettings:
     # Also keep the weights of every validation step (OUT/weights/NET-stepN.safetensors), so
     # a checkpoint can be chosen afterwards on a validation split; otherwise only the latest.
     keep_weights: bool = False
-    # Two-stream only: weight of an image-level BCE on the map's blurred max (what
-    # stages.map_score reports). Pixel losses average over the image, so a few false-positive
-    # blobs in an authentic photo cost almost nothing there, yet they set its image score.
-    image_loss_weight: float = 0.0
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -98,18 +95,12 @@ def net_forward(net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor]
 
 
 def _loss(
-    net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
-    image_loss_weight: float = 0.0,
+    net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device
 ) -> torch.Tensor:
     if net == "two_stream":
         logits = net_forward(net, model, batch, device)
         mask = batch["mask"].to(device)
-        loss = F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(logits, mask)
-        if image_loss_weight:
-            label = batch["label"].to(device).float()
-            loss = loss + image_loss_weight * F.binary_cross_entropy_with_logits(
-                map_logit(logits), label)
-        return loss
+        return F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(logits, mask)
     logits, _ = net_forward(net, model, batch, device)
     labels = batch["label"].to(device)[:, None].expand_as(logits)
     return F.binary_cross_entropy_with_logits(logits, labels)
@@ -117,14 +108,13 @@ def _loss(
 
 @torch.no_grad()
 def validate(
-    net: str, model: torch.nn.Module, loader: DataLoader, device: torch.device,
-    image_loss_weight: float = 0.0,
+    net: str, model: torch.nn.Module, loader: DataLoader, device: torch.device
 ) -> dict[str, float]:
     """Held-apart photos: image AUC, and mean pixel F1@0.5 on forged samples (two-stream)."""
     model.eval()
     losses, f1s, scores, labels = [], [], [], []
     for batch in loader:
-        losses.append(float(_loss(net, model, batch, device, image_loss_weight)))
+        losses.append(float(_loss(net, model, batch, device)))
         if net == "two_stream":
             logits = model(batch["rgb"].to(device), batch["ela"].to(device))
             prob = torch.sigmoid(logits).cpu()
@@ -226,13 +216,13 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     for batch in loader:
         if scaler_ctx is not None:
             with scaler_ctx:
-                loss = _loss(settings.net, model, batch, device, settings.image_loss_weight)
+                loss = _loss(settings.net, model, batch, device)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
         else:
-            loss = _loss(settings.net, model, batch, device, settings.image_loss_weight)
+            loss = _loss(settings.net, model, batch, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -247,8 +237,7 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
             running, start = [], time.perf_counter()
         out_of_time = deadline is not None and time.monotonic() >= deadline
         if step % settings.val_every == 0 or step == settings.steps or out_of_time:
-            metrics = validate(settings.net, model, val_loader, device,
-                               settings.image_loss_weight)
+            metrics = validate(settings.net, model, val_loader, device)
             log(f"{settings.net} step {step} " + json.dumps(metrics))
             torch.save(
                 {
