@@ -14,9 +14,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
+
+from tamperscan.fixtures import natural_image
+
+__all__ = ["CorpusItem", "make_corpus", "natural_image"]
 
 
 @dataclass(frozen=True)
@@ -25,25 +28,6 @@ class CorpusItem:
     data: bytes
     expect: str  # "ok" | "error"
     error: str | None = None  # ImageError.code when expect == "error"
-
-
-def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Photo-like RGB uint8: smooth gradients, blurred blobs at two scales, mild sensor noise.
-
-    Pure noise or flat colour would make JPEG/ELA behave unlike on photos; this has both
-    smooth areas and textured detail.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    image = np.empty((height, width, 3), np.float32)
-    for channel in range(3):
-        gx, gy = rng.uniform(-1, 1, size=2)
-        gradient = 128 + 60 * (gx * xx / max(width, 1) + gy * yy / max(height, 1))
-        coarse = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 8)
-        fine = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 1.2)
-        image[..., channel] = gradient + 900 * coarse + 40 * fine
-    image += rng.normal(0, 2.0, image.shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def encode(image: Image.Image | np.ndarray, fmt: str, **params: object) -> bytes:

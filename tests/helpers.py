@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-from tamperscan.config import PipelineConfig
-from tamperscan.nets.build import build_model, load_config, save_weights
-from tests.corpus import natural_image
+from tamperscan.fixtures import natural_image, random_weights_config
+
+__all__ = ["random_weights_config"]
 
 
 def randomize_norm_stats(model: torch.nn.Module) -> torch.nn.Module:
@@ -29,25 +29,6 @@ def randomize_norm_stats(model: torch.nn.Module) -> torch.nn.Module:
         if hasattr(module, "gamma"):
             module.gamma.data.fill_(0.5)
     return model.eval()
-
-
-def random_weights_config(folder: Path, **overrides) -> PipelineConfig:
-    """Default-config nets with seeded random weights: pipeline tests need real nets of the
-    shipped architecture, not trained accuracy. Random nets score every image near 0.5, so
-    all pass the cascade: refinement runs at a small working size to keep tests quick, and the
-    torch backend skips the one-off ONNX export (engine parity has its own tests)."""
-    overrides.setdefault("refine_size", 64)
-    overrides.setdefault("cam_weight", 0.5)  # keep refinement in the path under test
-    overrides.setdefault("backend", "torch")
-    torch.manual_seed(0)
-    paths = {}
-    for name in ("two_stream", "wcbnet"):
-        path = folder / f"{name}-random.safetensors"
-        if not path.exists():
-            save_weights(build_model(load_config(name)), path)
-        paths[name] = str(path)
-    return PipelineConfig(two_stream_weights=paths["two_stream"],
-                          wcbnet_weights=paths["wcbnet"], **overrides)
 
 
 def good_images(count: int, seed: int = 100) -> dict[str, bytes]:
