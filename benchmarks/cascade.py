@@ -11,25 +11,26 @@ positions and the rest authentic (the same save chain, no manipulation); longer 
 exists (``--photos auto``), else procedural scenes. Never from ../shared/data/eval, and no
 threshold is tuned here: every arm uses a fixed, named configuration.
 
-Each arm runs the in-process graph (``tamperscan.stages.build_stages`` + ``analyse``: decode
-+ ELA, localize, detect, refine, finalize) over the whole archive in batches of
-``--batch-size``, with the shipped weights and the production backend (``backend: auto``),
-``--threads`` intra-op threads (OpenCV too). The files are read into memory first (as
+Each arm runs the in-process graph (``tamperscan.graph.build_stages``: decode + ELA, the
+evidence stages, score and cascade, refine, fuse) over the whole archive in batches of
+``--batch-size``, with the shipped weights and the production backend (``runtime.backend:
+auto``), ``--threads`` intra-op threads (OpenCV too). The files are read into memory first (as
 ReadBytes would; not timed); building the stages (weights, ONNX session, segmenter) and one
 warm-up batch are not timed. Reported per arm: wall and CPU (process time) seconds, the same
 per image, the Refine stage alone, and the images refined.
 
 Arms:
 
-* ``shipped`` -- the shipped PipelineConfig: refine_threshold 0.3, cam_weight 0.0. With
-  cam_weight 0 the refined map cannot change the output, so stages.Refine skips refinement
-  for every image: this arm refines nothing whatever the scores.
-* ``cascade`` -- the design blend cam_weight 0.5 with the default refine_threshold 0.3: only
-  images whose score (mean of the two detectors) reaches 0.3 are refined.
-* ``refine-all`` -- cam_weight 0.5, refine_threshold 0.0: every image refined with the real
+* ``shipped`` -- the shipped PipelineConfig: refine.threshold 0.3, refine.cam_weight 0.0.
+  With cam_weight 0 the refined map cannot change the output, so the cascade
+  (``tamperscan.graph.cascade``) selects no image: this arm refines nothing whatever the
+  scores.
+* ``cascade`` -- the design blend cam_weight 0.5 with the default threshold 0.3: only images
+  whose image score (``tamperscan.graph.image_score``) reaches 0.3 are refined.
+* ``refine-all`` -- cam_weight 0.5, threshold 0.0: every image refined with the real
   segmenter (no cascade).
 * ``cascade@R`` (with ``--calibrate-on REPORT``, one per ``--recalls`` value R) -- cam_weight
-  0.5 and the refine_threshold that keeps the share R of the report's forged images refined
+  0.5 and the refine.threshold that keeps the share R of the report's forged images refined
   (its per-image ``final`` scores, the score the gate reads). The report must be a
   *validation* report (``models/eval/synthetic_val.json``: held-apart training photos), never
   this archive: the threshold is calibrated elsewhere and only measured here, with the share
@@ -62,23 +63,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.cascade_calibrated import recall_threshold  # noqa: E402
-from benchmarks.common import (  # noqa: E402
-    ImageSet,
-    archive_image_set,
-    finish_report,
-    markdown_table,
-    run_benchmark,
-    shared_note,
-)
-from tamperscan.config import PipelineConfig  # noqa: E402
-from tamperscan.stages import Refine, build_stages, bytes_batch, image_score  # noqa: E402
+from benchmarks.common import finish_report, markdown_table, run_benchmark  # noqa: E402
+from benchmarks.image_sets import ImageSet, archive_image_set  # noqa: E402
+from benchmarks.machine_info import shared_note  # noqa: E402
+from tamperscan.batch import bytes_batch  # noqa: E402
+from tamperscan.config import PipelineConfig, merge_settings  # noqa: E402
+from tamperscan.graph import build_stages  # noqa: E402
+from tamperscan.stages import Refine  # noqa: E402
 
 Batch = dict[str, np.ndarray]
 TARGET = 5.0
+#: Each arm's PipelineConfig changes (nested, as a YAML --config would give them).
 ARMS = {
     "shipped": {},
-    "cascade": {"cam_weight": 0.5},
-    "refine-all": {"cam_weight": 0.5, "refine_threshold": 0.0},
+    "cascade": {"refine": {"cam_weight": 0.5}},
+    "refine-all": {"refine": {"cam_weight": 0.5, "threshold": 0.0}},
 }
 
 
@@ -109,8 +108,6 @@ class Arm:
     def run(self, batch: Batch) -> None:
         for stage in self.stages:
             is_refine = isinstance(stage, Refine)
-            if is_refine:
-                self.scores += image_score(batch, self.config).tolist()
             w0, c0 = time.perf_counter(), time.process_time()
             batch = stage(batch)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
@@ -119,16 +116,16 @@ class Arm:
             if is_refine:
                 self.totals["refine_wall"] += wall
                 self.totals["refine_cpu"] += cpu
-                self.refined += batch["was_refined"].tolist()
+        self.scores += batch["score"].tolist()  # the graph's image score (NaN: failed row)
+        self.refined += batch["refined"].tolist()
         self.failed += [e for e in batch["error"] if e]
 
     def summary(self, labels: list[int]) -> dict:
         t, n = self.totals, len(self.scores)
         labels_arr, refined = np.array(labels[:n]), np.array(self.refined, bool)
         return {
-            "config": {k: getattr(self.config, k) for k in (
-                "refine_threshold", "cam_weight", "refine_size", "segmenter", "backend",
-                "torch_threads")},
+            "config": {"refine": self.config.refine.model_dump(),
+                       "runtime": self.config.runtime.model_dump()},
             "backends": ", ".join(f"{type(s).__name__.lower()} {s.engine.name} {s.engine.precision}"
                                   for s in self.stages if hasattr(s, "engine")),
             "images": n, "failed": len(self.failed), "seconds": t["wall"],
@@ -147,8 +144,8 @@ class Arm:
 def calibrated_arms(report: Path, recalls: list[float]) -> dict[str, dict]:
     """``cascade@R`` arms: the design blend with the threshold calibrated on ``report``."""
     data = json.loads(report.read_text())
-    return {f"cascade@{recall:.0%}": {"cam_weight": 0.5,
-                                       "refine_threshold": recall_threshold(data, recall)}
+    return {f"cascade@{recall:.0%}": {"refine": {"cam_weight": 0.5,
+                                                 "threshold": recall_threshold(data, recall)}}
             for recall in recalls}
 
 
@@ -168,7 +165,8 @@ def run_arms(configs: dict[str, PipelineConfig], batches: list[Batch],
 def score_summary(scores: list[float], labels: list[int]) -> dict[str, dict[str, float]]:
     out = {}
     for label, name in ((0, "authentic"), (1, "forged")):
-        values = np.array([s for s, lab in zip(scores, labels, strict=True) if lab == label])
+        values = np.array([s for s, lab in zip(scores, labels, strict=True)
+                           if lab == label and np.isfinite(s)])
         if values.size:
             out[name] = {"n": int(values.size), "min": float(values.min()),
                          "median": float(np.median(values)), "max": float(values.max()),
@@ -194,8 +192,8 @@ def verdict(result: dict) -> str:
     lines = []
     if shipped["refined"] == 0:
         lines.append(
-            "The shipped config (cam_weight 0) refines nothing: stages.Refine skips "
-            "refinement for every image whatever its score, so the shipped saving over "
+            "The shipped config (cam_weight 0) refines nothing: the cascade selects no "
+            "image whatever its score, so the shipped saving over "
             f"refine-all ({ratios['refine-all/shipped']:.1f}× in CPU seconds) comes from "
             "switching refinement off, not from the cascade.")
     authentic = result["authentic"]
@@ -204,7 +202,7 @@ def verdict(result: dict) -> str:
         over = result["scores"]["authentic"]["at_or_over_0.3"]
         why = f", because the shipped weights score {over} of them at or above 0.3"
     lines.append(
-        "With the design blend (cam_weight 0.5) and the default refine_threshold 0.3 the "
+        "With the design blend (cam_weight 0.5) and the default refine.threshold 0.3 the "
         f"cascade refined {cascade['refined']}/{cascade['images']} images "
         f"({cascade['refined_authentic']} of the {authentic} authentic ones{why}): "
         f"{ratios['refine-all/cascade']:.2f}× cheaper than refine-all in CPU seconds "
@@ -215,7 +213,8 @@ def verdict(result: dict) -> str:
             recall = name.removeprefix("cascade@")
             lines.append(
                 f"Calibrated on {result['calibrated_on']} to refine {recall} of its forgeries "
-                f"(refine_threshold {arm['config']['refine_threshold']:.3f}), the cascade refined "
+                f"(refine.threshold {arm['config']['refine']['threshold']:.3f}), the cascade "
+                f"refined "
                 f"{arm['refined_forged']} of this archive's {forged} forged and "
                 f"{arm['refined_authentic']} of its {authentic} authentic images: "
                 f"{ratios['refine-all/' + name]:.2f}× cheaper than refine-all in CPU seconds.")
@@ -231,8 +230,8 @@ def report(result: dict) -> None:
     print(f"{'arm':<12}{'refine_thr':>11}{'cam_w':>7}{'refined':>10}{'wall s':>9}"
           f"{'CPU s':>9}{'ms/img':>9}{'CPU ms/img':>11}{'refine CPU s':>13}")
     for name, arm in result["arms"].items():
-        c = arm["config"]
-        print(f"{name:<12}{c['refine_threshold']:>11.2f}{c['cam_weight']:>7.2f}"
+        c = arm["config"]["refine"]
+        print(f"{name:<12}{c['threshold']:>11.2f}{c['cam_weight']:>7.2f}"
               f"{arm['refined']:>5}/{arm['images']:<4}{arm['seconds']:>9.1f}"
               f"{arm['cpu_seconds']:>9.1f}{1e3 * arm['s_per_image']:>9.0f}"
               f"{1e3 * arm['cpu_s_per_image']:>11.0f}{arm['refine_cpu_seconds']:>13.1f}"
@@ -251,8 +250,8 @@ def markdown(result: dict) -> str:
     v = info["versions"]
     rows = []
     for name, arm in result["arms"].items():
-        c = arm["config"]
-        rows.append([f"`{name}`", f"{c['refine_threshold']:g}", f"{c['cam_weight']:g}",
+        c = arm["config"]["refine"]
+        rows.append([f"`{name}`", f"{c['threshold']:g}", f"{c['cam_weight']:g}",
                      f"{arm['refined']}/{arm['images']} ({arm['refined_authentic']} authentic)",
                      f"{arm['cpu_seconds']:.1f}", f"{1e3 * arm['cpu_s_per_image']:.0f}",
                      f"{arm['seconds']:.1f}", f"{1e3 * arm['s_per_image']:.0f}",
@@ -267,14 +266,14 @@ def markdown(result: dict) -> str:
            f"onnxruntime {v['onnxruntime']} · {shared_note(info)}",
            f"· `{info['command']}`",
            "",
-           f"Images: {result['image_set']}. Shipped weights, in-process stages "
-           f"(`build_stages` + `analyse`), batch {result['batch_size']}, "
+           f"Images: {result['image_set']}. Shipped weights, in-process graph "
+           f"(`graph.build_stages`), batch {result['batch_size']}, "
            f"{result['threads']} intra-op thread(s), backends {result['backends']}; arms "
            "interleaved batch by batch; building the stages and one warm-up batch not timed. "
            "Cost = CPU seconds of this process (the work; other load on the machine barely "
            "moves it), wall seconds beside it.",
            "",
-           markdown_table(["arm", "refine_threshold", "cam_weight", "refined", "CPU s",
+           markdown_table(["arm", "refine.threshold", "refine.cam_weight", "refined", "CPU s",
                            "CPU ms/image", "wall s", "wall ms/image", "of which refine CPU s"],
                           rows),
            "",
@@ -317,12 +316,13 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
         result["image_set"] = image_set.description
         print(f"images: {image_set.description}", flush=True)
         batches = byte_batches(image_set, args.batch_size)
-        base = PipelineConfig(torch_threads=args.threads)
+        base = PipelineConfig().with_runtime(threads=args.threads).model_dump()
         arm_options = dict(ARMS)
         if args.calibrate_on:
             arm_options |= calibrated_arms(args.calibrate_on, args.recalls)
             result["calibrated_on"] = str(args.calibrate_on)
-        configs = {name: base.model_copy(update=o) for name, o in arm_options.items()}
+        configs = {name: PipelineConfig.model_validate(merge_settings(base, options))
+                   for name, options in arm_options.items()}
         arms = run_arms(configs, batches, image_set.labels)
     result["arms"] = arms
     result["backends"] = arms["shipped"]["backends"]

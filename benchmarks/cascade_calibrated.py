@@ -1,4 +1,4 @@
-"""What a calibrated ``refine_threshold`` could save with the current image score: derived,
+"""What a calibrated ``refine.threshold`` could save with the current image score: derived,
 not timed, from evaluation reports' per-image scores and measured stage costs.
 
     .venv/bin/python benchmarks/cascade_calibrated.py models/eval \
@@ -7,7 +7,7 @@ not timed, from evaluation reports' per-image scores and measured stage costs.
 
 For each report with forged and authentic images: the threshold that keeps the given share
 of forged images refined (``final`` scores: the score before refinement with the shipped
-``cam_weight`` 0), the share of authentic images at or above it, and the saving on an
+``refine.cam_weight`` 0), the share of authentic images at or above it, and the saving on an
 archive with ``--forged-fraction`` forgeries, (front + refine) / (front + (forged fraction ·
 recall + authentic fraction · authentic share) · refine).
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 def recall_threshold(report: dict, recall: float) -> float:
     """The ``final`` score that keeps the share ``recall`` of the report's forged images at or
-    above it (what refine_threshold must be for the cascade to refine them)."""
+    above it (what refine.threshold must be for the cascade to refine them)."""
     scores = [r["scores"]["final"] for r in report["images"] if r["label"] == 1]
     return float(np.quantile(scores, 1 - recall))
 

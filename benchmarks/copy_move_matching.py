@@ -4,8 +4,9 @@ Usage: .venv/bin/python benchmarks/copy_move_matching.py [--images 24] [--thread
        [--photos auto|procedural|shared] [--neighbours 6] [--keypoint-scales 1 0.75 0.5]
        [--out-json path]
 
-On the localizer-size (384²) grey version of ``--images`` synthetic images (the benchmark
-image set of tamperscan.train.synth, as throughput.py): SIFT keypoints once per image, then
+On the input the graph's FindCopyMove stage reads -- DecodeELA's localizer-size RGB -- of
+``--images`` synthetic images (the benchmark image set of tamperscan.train.synth, as
+throughput.py), in grey: SIFT keypoints once per image, then
 the k nearest other descriptors by ``cv2.BFMatcher.knnMatch`` (baseline) and by
 ``tamperscan.copy_move._nearest`` (blocked matrix products + top-k), each timed over the same
 descriptors, median of 3 runs per image after a warm-up, checked to return the same
@@ -31,18 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import (  # noqa: E402
-    finish_report,
-    markdown_table,
-    mixed_image_set,
-    run_benchmark,
-    shared_note,
-)
+from benchmarks.common import finish_report, markdown_table, run_benchmark  # noqa: E402
+from benchmarks.image_sets import mixed_image_set  # noqa: E402
+from benchmarks.machine_info import shared_note  # noqa: E402
 from benchmarks.nets import median_seconds  # noqa: E402
+from tamperscan.batch import bytes_batch, ok_rows  # noqa: E402
 from tamperscan.config import PipelineConfig  # noqa: E402
 from tamperscan.copy_move import _nearest, detect_copy_move  # noqa: E402
-from tamperscan.preprocess.decode import decode_image  # noqa: E402
-from tamperscan.preprocess.inputs import resize_to  # noqa: E402
+from tamperscan.stages import DecodeELA  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,10 +56,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(args: argparse.Namespace, info: dict) -> dict:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    options = PipelineConfig().copy_move
+    config = PipelineConfig()
+    options, decode = config.copy_move, DecodeELA(config)
     with tempfile.TemporaryDirectory() as tmp:
         image_set = mixed_image_set(Path(tmp), args.images, photos=args.photos)
-        rgbs = [resize_to(decode_image(p.read_bytes()).rgb, 384) for p in image_set.paths]
+        decoded = decode(bytes_batch([p.read_bytes() for p in image_set.paths],
+                                     image_set.uris))
+    rgbs = list(decoded["rgb"][ok_rows(decoded)])
     sift = cv2.SIFT_create(nfeatures=options.max_keypoints,
                            contrastThreshold=options.contrast_threshold)
     rows = {"sift": [], "bf": [], "ours": [], "detector": [], "keypoints": []}
@@ -95,7 +95,7 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
               "nearest_speedup": ms["bf"] / ms["ours"], "first_neighbour_mismatches": mismatched,
               "keypoint_scale_speedup": {s: ms["detector"] / ms[f"detector@{s:g}"]
                                          for s in scaled},
-              "threads": args.threads}
+              "threads": args.threads, "size": int(decode.ts_size)}
     return finish_report(result, info, report, markdown)
 
 
@@ -114,7 +114,7 @@ def report(result: dict) -> None:
 def markdown(result: dict) -> str:
     ms = result["ms_per_image"]
     table = markdown_table(
-        [f"part (per image, 384², {result['threads']} thread)", "ms"],
+        [f"part (per image, {result['size']}², {result['threads']} thread)", "ms"],
         [["SIFT detect + describe", f"{ms['sift']:.1f}"],
          ["k-NN, cv2.BFMatcher.knnMatch (baseline)", f"{ms['bf']:.1f}"],
          ["k-NN, torch blocked matmul + top-k (shipped)", f"{ms['ours']:.1f}"],

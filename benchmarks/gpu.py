@@ -7,7 +7,8 @@ the GPU (torchvision.io) against Pillow/libjpeg-turbo on one CPU core.
     .venv/bin/python benchmarks/gpu.py --device cpu --batches 1 --runs 2   # smoke test here
 
 Images/s = batch / median batch time after warm-up (CUDA-synchronised). Random inputs,
-shipped weights (timing does not depend on the values).
+shipped weights (timing does not depend on the values). The nets are the graph's model stages
+(``tamperscan.graph.NETS``) with the shipped PipelineConfig's configs and weights.
 """
 
 from __future__ import annotations
@@ -30,12 +31,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.nets import median_seconds  # noqa: E402
-from tamperscan.config import model_path  # noqa: E402
+from tamperscan.config import PipelineConfig, model_path  # noqa: E402
 from tamperscan.engines import build_engine  # noqa: E402
+from tamperscan.export import io_names  # noqa: E402
+from tamperscan.graph import NETS as NET_STAGES  # noqa: E402
 from tamperscan.nets.build import build_model, load_config, load_weights  # noqa: E402
 from tamperscan.preprocess.ela import ELA_QUALITY, jpeg_roundtrip  # noqa: E402
 
-NETS = {"two_stream": ("rgb", "ela"), "wcbnet": ("signed_ela",)}
+#: net config -> weights file of each model stage of the graph, as the shipped config has them.
+_SHIPPED = PipelineConfig()
+NETS = {getattr(_SHIPPED, stage.config_attr): getattr(_SHIPPED, stage.weights_attr)
+        for stage in NET_STAGES}
+
+
+def load_net(name: str) -> torch.nn.Module:
+    """The net ``name`` of ``NETS`` with its shipped weights, in eval mode, on the CPU."""
+    model = build_model(load_config(name))
+    load_weights(model, model_path(NETS[name]))
+    return model.eval()
 
 
 def timed(fn: Callable[[], object], runs: int, device: torch.device) -> float:
@@ -109,12 +122,10 @@ def net_rows(args: argparse.Namespace, device: torch.device, compile_pass: bool,
     compile takes a minute or more."""
     eager = {(r["net"], r["batch"]): r["ms_per_batch"] / 1e3 for r in rows
              if r["variant"] == "eager fp32"}
-    for name, input_names in NETS.items():
-        cfg = load_config(name)
-        model = build_model(cfg)
-        load_weights(model, model_path(f"{name}.safetensors"))
-        model = model.to(device).eval()
-        size = int(cfg["input_size"])
+    for name in NETS:
+        model = load_net(name).to(device)
+        input_names, _ = io_names(model)
+        size = int(load_config(name)["input_size"])
         for batch in args.compile_batches if compile_pass else args.batches:
             inputs = tuple(torch.rand(batch, 3, size, size, device=device) for _ in input_names)
             with torch.inference_mode():
@@ -143,8 +154,7 @@ def engine_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     precisions = ("fp32", "fp16") if device.type == "cuda" else ("fp32",)
     rng = np.random.default_rng(0)
     for name in NETS:
-        model = build_model(load_config(name))
-        load_weights(model, model_path(f"{name}.safetensors"))
+        model = load_net(name)
         for precision in precisions:
             engine = build_engine(model, "torch", precision=precision, device=str(device),
                                   compile=False)

@@ -4,13 +4,14 @@ Usage: .venv/bin/python benchmarks/int8_fidelity.py DATASET [--images 150] [--ou
 
 DATASET is a folder in the evaluation layout (MANIFEST.csv), normally a synthetic validation
 split (scripts/make_val_set.py), never an evaluation set: this chooses a quantization recipe.
-The images go through the pipeline's own stages (DecodeELA without the copy-move detector,
-then Localize and Detect on ONNX Runtime, one thread) three times: fp32 (the reference), int8
-with every convolution quantized (the baseline: ``quantize.FLOAT_STEM_CONVS`` emptied for the
-run) and the shipped int8 recipe (each stream's stem convolutions kept in fp32). Printed per net and
-graph: the per-image |score - fp32 score| (median, 90th and 99th percentile, max), the
-Spearman rank correlation with fp32, the localizer's mean |probability - fp32| over the map,
-and ms per image of the stage at batch 1 (best of 3 passes over the first 20 images).
+The images go through the pipeline's own stages (DecodeELA, then each model stage of the
+graph, ``tamperscan.graph.NETS``: Localize and Detect, on ONNX Runtime, one thread) three
+times: fp32 (the reference), int8 with every convolution quantized (the baseline:
+``quantize.FLOAT_STEM_CONVS`` emptied for the run) and the shipped int8 recipe (each stream's
+stem convolutions kept in fp32). Printed per net and graph: the per-image |score - fp32
+score| (median, 90th and 99th percentile, max), the Spearman rank correlation with fp32, the
+localizer's mean |probability - fp32| over the map, and ms per image of the stage at batch 1
+(best of 3 passes over the first 20 images).
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import finish_report, markdown_table, run_benchmark  # noqa: E402
+from tamperscan.batch import bytes_batch  # noqa: E402
 from tamperscan.config import PipelineConfig  # noqa: E402
 from tamperscan.engines import quantize  # noqa: E402
 from tamperscan.evaluate import read_manifest  # noqa: E402
-from tamperscan.stages import DecodeELA, Detect, Localize, bytes_batch  # noqa: E402
+from tamperscan.graph import NETS as NET_STAGES  # noqa: E402
+from tamperscan.stages import DecodeELA  # noqa: E402
 
-#: net -> (stage, its image-score column)
-NETS = {"two_stream": (Localize, "score_two_stream"), "wcbnet": (Detect, "score_wcbnet")}
+#: net -> the graph's model stage running it (its image-score column: ``score_<net>``)
+NETS = {stage.config_attr.removesuffix("_config"): stage for stage in NET_STAGES}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,19 +72,19 @@ def run_stage(stage, column: str, rows: list[dict]) -> tuple[list[float], list, 
 
 
 def measure(args: argparse.Namespace, info: dict) -> dict:
-    base = PipelineConfig(backend="onnxruntime", torch_threads=1,
-                          copy_move={"enabled": False})
+    base = PipelineConfig().with_runtime(backend="onnxruntime", threads=1)
     rows_in = decoded_rows(args.dataset, args.images, base)
     graphs = {"fp32 (reference)": ("fp32", nullcontext()),
               "int8, every convolution": (
                   "int8", mock.patch.dict(quantize.FLOAT_STEM_CONVS, clear=True)),
               "int8, shipped recipe": ("int8", nullcontext())}
     rows = []
-    for net, (stage_class, column) in NETS.items():
+    for net, stage_class in NETS.items():
+        column = f"score_{net}"
         reference = ref_maps = None
         for label, (precision, recipe) in graphs.items():
             with recipe:
-                stage = stage_class(base.model_copy(update={"precision": precision}))
+                stage = stage_class(base.with_runtime(precision=precision))
             scores, maps, ms = run_stage(stage, column, rows_in)
             row = {"net": net, "graph": label, "ms": ms}
             if reference is None:

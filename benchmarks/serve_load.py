@@ -1,19 +1,22 @@
 """Latency and throughput of the online endpoint, batched vs unbatched, at concurrency 1/4/16.
 
 Usage: .venv/bin/python benchmarks/serve_load.py [--batch 8] [--requests 4] [--min-requests 12]
-       [--skip-refine] [--backend torch|onnxruntime] [--num-cpus N] [--concurrency 1 4 16]
+       [--skip-refine] [--backend torch|onnxruntime] [--config pipeline.yaml] [--num-cpus N]
+       [--concurrency 1 4 16]
 
-Deploys the Serve app (tamperscan.serve.build_app) on a local Ray, one replica per deployment,
-twice: model stages with ``max_batch_size`` 1 (unbatched) and ``--batch`` (batched). For each
-concurrency c, max(--min-requests, --requests * c) POST /v1/scan requests (raw body, images
-from samples/images in turn) go over loopback HTTP with at most c in flight, after 2c untimed
+Deploys the Serve app (tamperscan.serve.build_app: the graph of tamperscan.graph, placed by
+tamperscan.serve_service) on a local Ray, one replica per deployment, twice: model stages
+with ``max_batch_size`` 1 (unbatched) and ``--batch`` (batched). For each concurrency c,
+max(--min-requests, --requests * c) POST /v1/scan requests (raw body, images from
+samples/images in turn) go over loopback HTTP with at most c in flight, after 2c untimed
 warm-up requests at the same concurrency; p50/p95/p99 are per-request latencies, throughput
 is requests / wall time. Queues are sized so nothing is rejected; any non-200 is counted and
-reported. ``--skip-refine`` sets refine_threshold=1 so no image is refined: Refine is per
-image and unbatched, so with it the CPU time of segment-and-fuse dominates and hides what
-batching does to the model stages.
-Weights: models/*.safetensors when present, else seeded random weights of the default
-configs (speed does not depend on the values).
+reported. ``--skip-refine`` sets refine.cam_weight=0 so the cascade refines no image (the
+shipped config already has it 0; give a ``--config`` with a cam_weight to measure
+refinement): Refine is per image and unbatched, so with it the CPU time of segment-and-fuse
+dominates and hides what batching does to the model stages.
+Weights: models/*.safetensors when present, else seeded random weights of the same nets
+(speed does not depend on the values).
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
-import shlex
 import socket
 import statistics
 import sys
@@ -33,35 +34,27 @@ from pathlib import Path
 import httpx
 import numpy as np
 import ray
-import torch
 from ray import serve
 
-from tamperscan.config import PipelineConfig, model_path
-from tamperscan.nets.build import build_model, load_config, save_weights
-from tamperscan.serve import ReplicaOptions, ServeSettings, build_app
-from tamperscan.sysinfo import cpu_model
-
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.machine_info import machine_info, print_header  # noqa: E402
+from benchmarks.model_weights import with_weights  # noqa: E402
+from tamperscan.cluster import init_ray  # noqa: E402
+from tamperscan.config import PipelineConfig, load_pipeline_config  # noqa: E402
+from tamperscan.serve import ReplicaOptions, ServeSettings, build_app  # noqa: E402
+
 KEY = "benchmark-key-0123456789abcdef"
 
 
-def pipeline_config(tmp: Path, skip_refine: bool, backend: str | None) -> tuple[PipelineConfig,
-                                                                                str]:
-    config = PipelineConfig()
-    extra: dict = {"refine_threshold": 1.0} if skip_refine else {}
-    if backend:
-        extra["backend"] = backend
-    if model_path(config.two_stream_weights).exists() and model_path(
-            config.wcbnet_weights).exists():
-        return config.model_copy(update=extra), "shipped weights (models/)"
-    torch.manual_seed(0)
-    paths = {}
-    for name in ("two_stream", "wcbnet"):
-        paths[name] = tmp / f"{name}-random.safetensors"
-        save_weights(build_model(load_config(name)), paths[name])
-    return config.model_copy(update={"two_stream_weights": str(paths["two_stream"]),
-                                     "wcbnet_weights": str(paths["wcbnet"]), **extra}), \
-        "seeded random weights (no models/*.safetensors)"
+def pipeline_config(tmp: Path, path: Path | None, skip_refine: bool,
+                    backend: str | None) -> tuple[PipelineConfig, str]:
+    """The shipped config (or ``--config``'s) with the options of the command line."""
+    config = load_pipeline_config(path, refine={"cam_weight": 0.0} if skip_refine else None,
+                                  runtime={"backend": backend} if backend else None)
+    return with_weights(config, tmp)
 
 
 def free_port() -> int:
@@ -112,7 +105,7 @@ async def load(url: str, images: list[bytes], concurrency: int, total: int) -> d
             "failures": failures}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=8, help="max_batch_size when batched")
     parser.add_argument("--requests", type=int, default=4, help="requests per unit of "
@@ -120,23 +113,23 @@ def main() -> None:
     parser.add_argument("--min-requests", type=int, default=12)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--skip-refine", action="store_true")
-    parser.add_argument("--backend", help="PipelineConfig.backend (default: the config's)")
+    parser.add_argument("--backend", help="runtime.backend (default: the config's)")
+    parser.add_argument("--config", type=Path, help="YAML of PipelineConfig fields")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count())
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     images = [p.read_bytes() for p in sorted((REPO / "samples" / "images").iterdir())
               if p.is_file()]
     os.environ.setdefault("TAMPERSCAN_API_KEYS", KEY)
     with tempfile.TemporaryDirectory() as tmp:
-        config, weights = pipeline_config(Path(tmp), args.skip_refine, args.backend)
-        print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-        print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs (Ray: {args.num_cpus}), "
-              f"{platform.system()} {platform.release()}, python {platform.python_version()}, "
-              f"torch {torch.__version__}, ray {ray.__version__}, "
-              f"load average {os.getloadavg()[0]:.1f}")
-        print(f"weights: {weights}; images: {len(images)} from samples/images; "
-              f"refine_threshold {config.refine_threshold}; backend {config.backend}")
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+        config, weights = pipeline_config(Path(tmp), args.config, args.skip_refine,
+                                          args.backend)
+        print_header(machine_info([sys.argv[0] if argv is None else "benchmarks/serve_load.py",
+                                   *(sys.argv[1:] if argv is None else argv)]))
+        print(f"Ray CPUs: {args.num_cpus}; weights: {weights}; images: {len(images)} from "
+              f"samples/images; refine {config.refine.model_dump()}; backend "
+              f"{config.runtime.backend}")
+        init_ray(args.num_cpus)
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         results = {}
@@ -165,6 +158,7 @@ def main() -> None:
     for c, ratio in zip(args.concurrency, ratios, strict=True):
         print(f"  concurrency {c:>2}: {ratio:.2f}x")
     print(f"  median over concurrencies: {statistics.median(ratios):.2f}x")
+    return {f"{label} c{c}": r for (label, c), r in results.items()}
 
 
 if __name__ == "__main__":

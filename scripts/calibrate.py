@@ -1,8 +1,10 @@
 """Pick `tamper_threshold` and `mask_threshold` for the shipped weights on the synthetic
 validation split (held-apart training photos; scripts/make_val_set.py), never on evaluation
 data: the image threshold that maximises balanced accuracy, then the global pixel threshold
-on the final heatmap that maximises mean per-image F1 of the reported masks (empty in images
-below the image threshold) over forged images.
+on the final heatmap that maximises mean per-image F1 of the reported masks over forged
+images. The masks are the graph's own rule (`graph.final_mask`): empty below the image
+threshold, a verified clone's regions where the copy-move stage found one, else the heatmap
+pixels at or over the candidate threshold.
 
     .venv/bin/python scripts/calibrate.py /tmp/tamperscan-val [--config candidate.yaml]
 """
@@ -17,7 +19,8 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from tamperscan.config import load_pipeline_config
-from tamperscan.evaluate import Evaluator, read_manifest
+from tamperscan.evaluate import Evaluator, ImageFailed, read_manifest
+from tamperscan.graph import final_mask
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
@@ -30,23 +33,28 @@ def main() -> None:
     parser.add_argument("--config", type=Path,
                         help="pipeline YAML (e.g. candidate two_stream_weights)")
     args = parser.parse_args()
-    evaluator = Evaluator(load_pipeline_config(args.config))
+    config = load_pipeline_config(args.config)
+    evaluator = Evaluator(config)
     scores, labels, maps = [], [], []
     for item in read_manifest(args.dataset):
-        scored = evaluator.score(item.image.read_bytes(), item.label, item.mask)
-        if scored is None:
+        try:
+            scored = evaluator.score(item.image.read_bytes(), item.label, item.mask)
+        except ImageFailed:
             continue
         scores.append(scored.scores["final"])
         labels.append(item.label)
         if scored.truth is not None and scored.truth.any():
+            clone = scored.maps["copy_move"][::2, ::2]
             maps.append((scored.maps["final"][::2, ::2], scored.truth[::2, ::2],
-                         scores[-1]))
+                         scores[-1], [clone] if clone.any() else []))
     image = {float(t): balanced_accuracy_score(labels, [s >= t for s in scores]) for t in GRID}
     best_image = args.tamper_threshold or max(image, key=image.get)
 
     def reported_f1(t: float) -> float:
-        return float(np.mean([f1_score(m.ravel(), ((h >= t) & (s >= best_image)).ravel(),
-                                       zero_division=0.0) for h, m, s in maps]))
+        candidate = config.model_copy(update={"mask_threshold": t})
+        return float(np.mean([
+            f1_score(m.ravel(), final_mask(h, s >= best_image, candidate, regions).ravel(),
+                     zero_division=0.0) for h, m, s, regions in maps]))
 
     pixel = {float(t): reported_f1(t) for t in GRID}
     best_pixel = max(pixel, key=pixel.get)

@@ -16,17 +16,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from tamperscan.batch import bytes_batch
 from tamperscan.config import load_pipeline_config
 from tamperscan.evaluate import read_manifest
-from tamperscan.stages import (
-    DecodeELA,
-    Detect,
-    Localize,
-    bytes_batch,
-    image_score,
-    map_score,
-    noisy_or,
-)
+from tamperscan.graph import STAGES, analyse, image_score, noisy_or, split
+from tamperscan.stages import map_score
 
 
 def top_mean(prob: np.ndarray, q: float) -> float:
@@ -61,12 +55,15 @@ def main() -> None:
     parser.add_argument("--save", type=Path,
                         help="also write each image's label and rule values here (.npz)")
     args = parser.parse_args()
-    config = load_pipeline_config(args.config, backend="torch")  # fp32 maps
-    decode, localize, detect = DecodeELA(config), Localize(config), Detect(config)
+    config = load_pipeline_config(args.config, runtime={"backend": "torch"})  # fp32 maps
+    # The graph up to its evidence (decode; copy-move, localizer, WCBnet): every rule reads
+    # the evidence columns, the shipped one as the graph's Score stage does.
+    front, evidence, _ = split(STAGES)
+    stages = [stage(config) for stage in (*front, *evidence)]
     labels, values = [], {name: [] for name in (*RULES, "shipped_final")}
     for item in read_manifest(args.dataset):
         data = item.image.read_bytes()
-        batch = detect(localize(decode(bytes_batch([data]))))
+        batch = analyse(stages, bytes_batch([data]))
         if batch["status"][0] != "ok":
             continue
         labels.append(item.label)
@@ -74,7 +71,7 @@ def main() -> None:
             values[name].append(rule(batch["ts_map"][0], float(batch["score_wcbnet"][0]),
                                      float(batch["score_copy_move"][0])))
         # the shipped score, copy-move included
-        values["shipped_final"].append(float(image_score(batch, config)[0]))
+        values["shipped_final"].append(float(image_score(batch)[0]))
     result = {name: round(float(roc_auc_score(labels, v)), 3) for name, v in values.items()}
     if args.save:
         np.savez(args.save, label=np.array(labels), **{k: np.array(v) for k, v in values.items()})

@@ -1,10 +1,14 @@
 """Smoke tests of the benchmark scripts on a few images, so they cannot rot: every arm runs and
-reports positive figures. No wall-clock assertions (the figures are meaningless at this size)."""
+reports positive figures. No wall-clock assertions (the figures are meaningless at this size).
+The benchmarks derive what they run from the scan graph (tamperscan.graph); the tests check
+that too, and that no benchmark leans on the test suite or the CLI module."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,14 +19,42 @@ from benchmarks import (
     copy_move_matching,
     gpu,
     int8_fidelity,
+    stages,
     throughput,
 )
+from benchmarks.graph_stages import GRAPH_NAMES, NAMES, worker_stages
+from benchmarks.throughput_naive import NaiveScanner
+from benchmarks.throughput_report import score_agreement
+from tamperscan.graph import STAGES
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _positive(value: float) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
+def test_benchmarks_import_neither_tests_nor_the_cli():
+    for path in sorted(BENCHMARKS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] != "tests", (path.name, name)
+                assert not name.startswith("tamperscan.cli"), (path.name, name)
+
+
+def test_timed_stages_are_the_graphs(tmp_path):
+    """The arms time what a scan worker runs: read, the graph's stages in order, write."""
+    assert len(GRAPH_NAMES) == len(STAGES) and len(set(NAMES)) == len(NAMES)
+    assert NAMES[0] == "read" and NAMES[-1] == "write"
+    assert {"decode", "copy_move", "localize", "detect", "score", "refine", "fuse"} <= set(NAMES)
+    config, _ = throughput.pipeline_config(tmp_path)
+    named = worker_stages(config.with_runtime(backend="torch"), tmp_path / "out")
+    assert [type(stage) for _, stage in named[1:-1]] == list(STAGES)
+
+
+@pytest.mark.slow  # starts Ray, twice
 def test_throughput_all_arms(tmp_path, capsys):
     out = tmp_path / "throughput.json"
     result = throughput.main(["--images", "5", "--photos", "procedural", "--batch-size", "2",
@@ -44,11 +76,11 @@ def test_throughput_all_arms(tmp_path, capsys):
     staged = result["ray_other"][0]
     assert (result["ray"]["layout"], staged["layout"]) == ("fused", "staged")
     assert staged["ok_rows"] == 5 and _positive(staged["images_per_s"])
-    assert throughput.score_agreement(staged["scores"], result["ray"]["scores"]) < 1e-6
-    assert set(result["bound"]["cpu_s_per_image"]) == set(throughput.STAGES)
-    # Same models, same preprocessing: the naive loop (eager fp32) and the pipeline agree on
-    # every score -- exactly in fp32, within quantization error where `precision: auto`
-    # picked int8 on this CPU.
+    assert score_agreement(staged["scores"], result["ray"]["scores"]) < 1e-6
+    assert list(result["bound"]["cpu_s_per_image"]) == list(NAMES)
+    assert saved["naive"]["ok_rows"] == 5
+    # Same graph: the naive loop (eager fp32) and the pipeline agree on every score --
+    # exactly in fp32, within quantization error where `precision: auto` picked int8 here.
     int8 = any("int8" in b for b in result["bound"]["backends"].values())
     assert result["max_score_diff"] < (0.05 if int8 else 1e-3)
     for text in ("os.getloadavg()", "machine:", "versions:", "command:", "ray/naive",
@@ -71,7 +103,7 @@ def test_cascade_arms(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert set(saved["arms"]) == {"shipped", "cascade", "refine-all", "cascade@100%"}
     arms = result["arms"]
-    assert arms["cascade@100%"]["config"]["refine_threshold"] == pytest.approx(0.2)
+    assert arms["cascade@100%"]["config"]["refine"]["threshold"] == pytest.approx(0.2)
     scores = np.array(arms["shipped"]["scores"])
     assert arms["cascade@100%"]["refined"] == int((scores >= 0.2).sum())
     assert "refine-all/cascade@100%" in result["ratios"]
@@ -132,8 +164,8 @@ def test_calibrated_cascade_saving_from_a_report(tmp_path, capsys):
 
 
 def test_naive_loop_scores_a_clone_as_the_pipeline_does(tmp_path):
-    """The baseline must be the same pipeline, only naive: its image score is the pipeline's
-    noisy-OR of the nets and the copy-move confidence, not the larger of the two."""
+    """The baseline must be the same pipeline, only naive: it runs the graph's stages, so its
+    image score is the graph's noisy-OR of the nets and the copy-move confidence."""
     from PIL import Image
 
     from tests.test_copy_move import paste, scene
@@ -143,11 +175,14 @@ def test_naive_loop_scores_a_clone_as_the_pipeline_does(tmp_path):
     config, _ = throughput.pipeline_config(tmp_path)
     # a clone at exactly the reporting threshold (confidence 0.5), where the rules differ most
     detector = config.copy_move.model_copy(update={"confidence_scale": 1e9})
-    row = throughput.NaiveScanner(config.model_copy(update={"copy_move": detector}))(
-        tmp_path / "clone.png", {})
-    assert row["score_copy_move"] == pytest.approx(0.5)
-    nets = (row["score_two_stream"] + row["score_wcbnet"]) / 2
-    assert row["score"] == pytest.approx(1 - (1 - nets) * 0.5, abs=1e-6)
+    times: dict[str, float] = {}
+    row = NaiveScanner(config.model_copy(update={"copy_move": detector}))(
+        tmp_path / "clone.png", times)
+    assert list(times) == list(NAMES[:-1])  # every stage of the graph, timed; write at the end
+    assert row["status"][0] == "ok" and row["score_copy_move"][0] == pytest.approx(0.5)
+    nets = (row["score_two_stream"][0] + row["score_wcbnet"][0]) / 2
+    assert row["score"][0] == pytest.approx(1 - (1 - nets) * 0.5, abs=1e-6)
+    assert row["mask"][0].shape == (row["height"][0], row["width"][0])
 
 
 def test_int8_fidelity(tmp_path, capsys):
@@ -164,3 +199,12 @@ def test_int8_fidelity(tmp_path, capsys):
     assert len(shipped) == 1 and 0 <= shipped[0]["p50"] <= shipped[0]["max"] < 0.5
     assert all(_positive(r["ms"]) for r in result["rows"])
     assert "## int8 fidelity" in capsys.readouterr().out
+
+
+def test_stage_benchmark_times_every_graph_stage(capsys):
+    rows = stages.main(["--batch-sizes", "1", "--backends", "torch", "--runs", "1",
+                        "--image", "320x240"])
+    assert [name for name, *_ in rows] == list(GRAPH_NAMES)
+    assert {backend for name, backend, *_ in rows if name in ("localize", "detect")} == {"torch"}
+    assert all(_positive(seconds) for *_, seconds in rows)
+    assert "vs torch b1" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Keypoint copy-move detector: finds shifted and rotated clones, stays silent on clean
-images, and feeds the pipeline's score and map."""
+images, and as the graph's evidence stage FindCopyMove feeds the image score, the final map
+and the reported mask."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tamperscan.batch import bytes_batch
 from tamperscan.config import PipelineConfig
 from tamperscan.copy_move import (
     CopyMoveOptions,
@@ -20,14 +22,8 @@ from tamperscan.copy_move import (
     passes,
     seed_correlation,
 )
-from tamperscan.stages import (
-    DecodeELA,
-    analyse,
-    build_stages,
-    final_decision,
-    final_map,
-    image_score,
-)
+from tamperscan.graph import analyse, build_stages, final_map, final_mask, image_score
+from tamperscan.stages import DecodeELA, FindCopyMove
 
 SIZE = 384
 
@@ -155,12 +151,21 @@ def test_confidence_is_zero_below_the_threshold_and_rises_above():
     assert 0.5 < confidence(20, options) < confidence(60, options) < 1.0
 
 
-def test_pipeline_raises_score_and_marks_map():
-    forged, truth = paste(scene(), (40, 50), (220, 230), 100)
+def png(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(forged).save(buf, "PNG")
-    batch = {"uri": np.array(["a.png"], object), "data": np.array([buf.getvalue()], object)}
-    out = DecodeELA(PipelineConfig())(batch)
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def find_copy_move(data: list[bytes], config: PipelineConfig | None = None) -> dict:
+    """The graph's front and copy-move evidence stage on encoded images."""
+    config = config or PipelineConfig()
+    return FindCopyMove(config)(DecodeELA(config)(bytes_batch(data)))
+
+
+def test_stage_raises_score_and_marks_map():
+    forged, truth = paste(scene(), (40, 50), (220, 230), 100)
+    out = find_copy_move([png(forged)])
     assert out["status"][0] == "ok"
     assert out["score_copy_move"][0] >= 0.5 and out["t_copy_move"][0] > 0
     # decoded at 384 already: the map is at the localizer size, where the clone lies
@@ -168,16 +173,17 @@ def test_pipeline_raises_score_and_marks_map():
     out.update(score_two_stream=np.array([0.1], np.float32),
                score_wcbnet=np.array([0.1], np.float32))
     clone = float(out["score_copy_move"][0])
-    mean_rule = PipelineConfig(image_score_model=None)
-    assert image_score(out, mean_rule)[0] == pytest.approx(1 - 0.9 * (1 - clone))  # noisy-OR
+    assert image_score(out)[0] == pytest.approx(1 - 0.9 * (1 - clone))  # noisy-OR
+    # the clone's regions join the final map, over a cold localizer map
+    out["ts_map"] = np.zeros((1, SIZE, SIZE), np.float16)
+    heat = final_map(out, 0, 0.0)
+    assert heat[truth].mean() > 0.8
     # a verified clone outranks the same net score without one, and never lowers a score
     out.update(score_two_stream=np.array([0.8], np.float32),
                score_wcbnet=np.array([0.8], np.float32))
-    assert 0.8 < image_score(out, mean_rule)[0] < 1.0
+    assert 0.8 < image_score(out)[0] < 1.0
     out["score_copy_move"] = np.zeros(1, np.float32)
-    assert image_score(out, mean_rule)[0] == pytest.approx(0.8)
-    heat = final_map(np.zeros((SIZE, SIZE), np.float16), None, False, 0.0, out["cm_map"][0])
-    assert heat[truth].mean() > 0.8
+    assert image_score(out)[0] == pytest.approx(0.8)
 
 
 def test_reported_mask_is_the_clone_when_one_is_verified():
@@ -186,72 +192,47 @@ def test_reported_mask_is_the_clone_when_one_is_verified():
     heat[:10] = 0.9  # a localizer hot spot elsewhere
     clone = np.zeros((40, 40), np.float32)
     clone[20:30, 20:30] = 1.0
-    assert np.array_equal(final_decision(heat, 0.9, config, clone), clone >= 0.5)
-    assert np.array_equal(final_decision(heat, 0.9, config, np.zeros_like(clone)),
-                          heat >= config.mask_threshold)
-    assert not final_decision(heat, 0.1, config, clone).any()  # not tampered: no mask
+    assert np.array_equal(final_mask(heat, True, config, [clone]), clone >= 0.5)
+    # no clone found: the heatmap at the global threshold
+    for regions in ([np.zeros_like(clone)], []):
+        assert np.array_equal(final_mask(heat, True, config, regions),
+                              heat >= config.mask_threshold)
+    assert not final_mask(heat, False, config, [clone]).any()  # not tampered: no mask
 
 
 def test_scan_row_reports_the_clone_as_its_mask():
     forged, truth = paste(scene(), (40, 50), (220, 230), 100)
-    buf = io.BytesIO()
-    Image.fromarray(forged).save(buf, "PNG")
-    config = PipelineConfig(backend="torch", precision="fp32")
-    batch = {"uri": np.array(["a.png"], object), "data": np.array([buf.getvalue()], object)}
-    row = analyse(build_stages(config), batch)
+    config = PipelineConfig(runtime={"backend": "torch", "precision": "fp32"})
+    row = analyse(build_stages(config), bytes_batch([png(forged)], ["a.png"]))
     assert row["status"][0] == "ok" and row["tampered"][0]
     assert row["score_copy_move"][0] >= 0.5 and row["score"][0] >= row["score_copy_move"][0]
-    mask = cv2.imdecode(np.frombuffer(row["mask_png"][0], np.uint8), cv2.IMREAD_GRAYSCALE) > 0
+    mask = row["mask"][0]  # bool, at the original resolution
+    assert mask.dtype == bool and mask.shape == truth.shape
     assert iou(mask, truth) > 0.5
 
 
 def test_a_detector_failure_is_an_error_row_not_a_crash(monkeypatch):
-    import tamperscan.stages as stages
+    import tamperscan.stages.copy_move as stage
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(stages, "detect_copy_move", broken)
-    good = io.BytesIO()
-    Image.fromarray(scene()).save(good, "PNG")
-    batch = {"uri": np.array(["a.png", "b.png"], object),
-             "data": np.array([good.getvalue(), good.getvalue()], object)}
-    out = DecodeELA(PipelineConfig())(batch)
+    monkeypatch.setattr(stage, "detect_copy_move", broken)
+    out = find_copy_move([png(scene()), png(scene())])
     assert list(out["status"]) == ["error", "error"]
     assert all(e.startswith("internal: copy-move detection failed: RuntimeError")
                for e in out["error"])
 
 
-def test_few_match_clones_are_reported_by_their_traced_area_only():
-    """The few-match rule alone (matches rule out of reach): a copied disc traces as a large
-    near-identical area and is reported; the same clone with an unreachable area bar is not,
-    nor is anything in a clean scene."""
-    forged, truth = paste(scene(), (40, 50), (220, 230), 100)
-    area_only = CopyMoveOptions(min_inliers=1000, area_min_inliers=3, area_zncc=0.97,
-                                area_min=0.015)
-    found = detect_copy_move(forged, area_only)
-    assert found.confidence == pytest.approx(confidence(1000, area_only)) == 0.5
-    assert iou(found.region >= 0.5, truth) > 0.5
-    unreachable = area_only.model_copy(update={"area_min": 0.9})
-    assert detect_copy_move(forged, unreachable).confidence == 0.0
-    for seed in (0, 1, 2):
-        assert detect_copy_move(scene(seed), area_only).confidence == 0.0
-    off = area_only.model_copy(update={"area_min_inliers": None})
-    assert detect_copy_move(forged, off).confidence == 0.0
-    assert CopyMoveOptions().area_min_inliers is None  # off by default (MODEL_CARD.md)
-
-
 def test_decision_rule_is_the_same_on_arrays_as_on_one_clone():
     """Calibration scores stored evidence with copy_move.passes on whole arrays; it must
     decide each clone as verified_clones does one at a time."""
-    options = CopyMoveOptions(min_inliers=7, verify_zncc=0.9, area_min_inliers=3,
-                              area_zncc=0.97, area_min=0.015)
-    n = np.array([2, 3, 5, 6, 7, 7, 12])
-    z = np.array([0.99, 0.98, 0.96, 0.99, 0.91, 0.5, 0.95])
-    area = np.array([0.5, 0.02, 0.5, 0.01, 0.0, 0.5, 0.0])
-    together = passes(n, z, area, options)
-    one_by_one = [bool(passes(int(a), float(b), float(c), options)) for a, b, c in zip(
-        n, z, area, strict=True)]
-    assert together.tolist() == one_by_one == [False, True, False, False, True, False, True]
-    off = options.model_copy(update={"area_min_inliers": None})
-    assert passes(n, z, area, off).tolist() == [False] * 4 + [True, False, True]
+    options = CopyMoveOptions(min_inliers=7, verify_zncc=0.9)
+    n = np.array([2, 3, 6, 7, 7, 12])
+    z = np.array([0.99, 0.98, 0.99, 0.91, 0.5, 0.95])
+    together = passes(n, z, options)
+    one_by_one = [bool(passes(int(a), float(b), options)) for a, b in zip(n, z, strict=True)]
+    assert together.tolist() == one_by_one == [False, False, False, True, False, True]
+    # verify_zncc 0 turns the correlation check off: the matches alone decide
+    off = options.model_copy(update={"verify_zncc": 0.0})
+    assert passes(n, z, off).tolist() == [False, False, False, True, True, True]

@@ -19,7 +19,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    return random_weights_config(tmp_path_factory.mktemp("w"), backend="torch")
+    return random_weights_config(tmp_path_factory.mktemp("w"))
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,16 @@ def test_per_image_records_reproduce_the_summary(report, config):
     assert all((r["pixel"] is None) == (r["label"] == 0) for r in report["images"])
     again = summarise_records(report["images"], config.tamper_threshold)
     assert again == report["methods"]
+
+
+def test_images_the_graph_cannot_score_are_listed_not_dropped(config, tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    good = next(i for i in read_manifest(SAMPLES) if i.label == 0)
+    (folder / "good.png").write_bytes(good.image.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a JPEG")
+    (folder / "MANIFEST.csv").write_text("image,mask,label\ngood.png,,0\nbroken.jpg,,0\n")
+    report = evaluate(folder, config)
+    assert report["n_scored"] == 1
+    assert [e["image"] for e in report["errors"]] == ["broken.jpg"]
+    assert report["errors"][0]["error"].startswith(("unsupported:", "corrupt:"))

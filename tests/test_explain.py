@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from tamperscan.cli import app
 from tamperscan.config import PipelineConfig
-from tamperscan.explain import MAX_SIDE, explain
-from tamperscan.preprocess.decode import decode_image
-from tamperscan.report.images import heat_from_jet
+from tamperscan.evaluate import Evaluator
+from tamperscan.explain import explain
+from tamperscan.render import fit, heatmap_from_png
 from tamperscan.train.synth import jpeg_bytes, jpeg_recompress
 from tests.corpus import natural_image
 from tests.helpers import random_weights_config
@@ -33,24 +33,23 @@ def test_explain_writes_every_overlay(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "explain.json").read_text())
     assert {"cam_block2.png", "cam_block3.png", "cam_block4.png", "cam_fused.png", "ela.png",
-            "region.png", "final_mask.png"} <= set(summary["files"])
+            "region.png", "final_mask.png", "heatmap_values.png", "mask.png"
+            } <= set(summary["files"])
     source = cv2.imread(str(SAMPLE))
-    for name in summary["files"]:
+    for name in set(summary["files"]) - {"heatmap_values.png"}:  # values: the localizer size
         figure = cv2.imread(str(out / name))
         assert figure is not None, name
         assert abs(figure.shape[1] / figure.shape[0] - source.shape[1] / source.shape[0]) < 0.02
     assert 0.0 <= summary["score"] <= 1.0
 
 
-def _figure_map(figure: Path, data: bytes) -> np.ndarray:
-    """The scalar map behind one of explain's heat overlays: the PNG is 0.5 * image + 0.5 *
-    JET(map), so JET(map) = 2 * figure - image (±1 from rounding), then inverted exactly."""
-    rgb = decode_image(data).rgb
-    scale = min(1.0, MAX_SIDE / max(rgb.shape[:2]))
-    view = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    overlay = cv2.imread(str(figure)).astype(np.int32)
-    colour = np.clip(2 * overlay - cv2.cvtColor(view, cv2.COLOR_RGB2BGR).astype(np.int32), 0, 255)
-    return heat_from_jet(colour)
+def _maps(out: Path, data: bytes, config: PipelineConfig) -> dict[str, np.ndarray]:
+    """The final heatmap explain wrote as values, and the fused CAM it drew (from the same
+    graph row), both at the image's size."""
+    row = Evaluator(config).row(data)
+    w, h = int(row["width"]), int(row["height"])
+    final = heatmap_from_png((out / "heatmap_values.png").read_bytes())
+    return {"final": fit(final, w, h), "cam": fit(row["cam"], w, h)}
 
 
 def test_explain_maps_concentrate_on_the_pasted_region(tmp_path):
@@ -66,17 +65,17 @@ def test_explain_maps_concentrate_on_the_pasted_region(tmp_path):
     truth[220:348, 320:480] = True  # 10 % of the image, bottom right
     forged = host.copy()
     forged[truth] = donor[truth]
-    config = PipelineConfig(backend="torch")  # shipped weights; torch: no one-off ONNX export
+    # shipped weights; torch: no one-off ONNX export
+    config = PipelineConfig(runtime={"backend": "torch"})
     maps = {}
     for name, pixels in (("forged", forged), ("control", host)):
         data = jpeg_bytes(pixels, 92)
         explain(data, tmp_path / name, config)
-        for figure in ("final_heatmap.png", "cam_fused.png"):
-            heat = _figure_map(tmp_path / name / figure, data)
+        for figure, heat in _maps(tmp_path / name, data, config).items():
             assert heat.shape == truth.shape
             maps[name, figure] = heat
 
-    final, control = maps["forged", "final_heatmap.png"], maps["control", "final_heatmap.png"]
+    final, control = maps["forged", "final"], maps["control", "final"]
     auc = roc_auc_score(truth.ravel(), final.ravel())
     assert auc > 0.85, f"final heatmap pixel AUC {auc:.3f}"
     assert final[truth].mean() - final[~truth].mean() > 0.12
@@ -84,7 +83,7 @@ def test_explain_maps_concentrate_on_the_pasted_region(tmp_path):
     assert final[truth].mean() - control[truth].mean() > 0.1
     assert roc_auc_score(truth.ravel(), control.ravel()) < auc - 0.2
 
-    cam, cam_control = maps["forged", "cam_fused.png"], maps["control", "cam_fused.png"]
+    cam, cam_control = maps["forged", "cam"], maps["control", "cam"]
     cam_auc = roc_auc_score(truth.ravel(), cam.ravel())
     assert cam_auc > 0.8, f"fused CAM pixel AUC {cam_auc:.3f}"
     assert cam[truth].mean() - cam[~truth].mean() > 0.1

@@ -32,7 +32,7 @@ from tests.helpers import good_images, random_weights_config, read_results
 from tests.reliability_report import row_outcome
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # Ray, S3, fault proxies
 RESOURCES = ScanResources(batch_size=2)  # several batches per stage even for a few images
 
 
@@ -334,7 +334,7 @@ def test_manifest_odd_keys_duplicates_and_traversal(ray_local, weights, s3, tmp_
     pq.write_table(pa.table({"uri": pa.array(entries, pa.string())}), manifest)
 
     out = tmp_path / "out"
-    config = weights.model_copy(update={"write_heatmaps": True})
+    config = weights.with_runtime(write_heatmaps=True)
     summary = scan(str(manifest), str(out), config, s3_options(s3.endpoint), RESOURCES,
                    show_progress=False)
     df = read_results(str(out))

@@ -15,6 +15,8 @@ import yaml
 from tests.helpers import good_images, random_weights_config, read_results
 from tests.s3server import free_port
 
+pytestmark = pytest.mark.slow  # a Ray cluster and `ray job submit`
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

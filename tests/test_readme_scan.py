@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tamperscan.config import PipelineConfig, model_path
+
+pytestmark = pytest.mark.slow  # the README commands on a local Ray
 
 REPO = Path(__file__).resolve().parents[1]
 

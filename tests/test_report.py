@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -20,12 +21,13 @@ from typer.testing import CliRunner
 
 from tamperscan.cli import app
 from tamperscan.config import PipelineConfig
+from tamperscan.graph import analyse, build_stages
+from tamperscan.render import heatmap_from_png, heatmap_png
 from tamperscan.report import build_report
 from tamperscan.report.build import prepare_out
 from tamperscan.report.data import js_call
-from tamperscan.report.images import heat_from_jet
 from tamperscan.results import OUTPUT_SCHEMA, WriteResults
-from tamperscan.stages import ReadBytes, analyse, build_stages, heatmap_png
+from tamperscan.stages import ReadBytes
 from tests.helpers import decode_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,12 +203,14 @@ def test_js_call_cannot_end_a_script_element():
         "uri": "</script><script>x()</script>\u2028"}
 
 
-def test_heatmap_colours_invert_exactly():
+def test_heatmaps_are_stored_as_values():
     heat = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
-    bgr = decode_png(heatmap_png(heat))[..., ::-1]
-    assert np.allclose(heat_from_jet(bgr), np.floor(heat * 255) / 255, atol=1e-6)
-    noisy = np.clip(bgr.astype(int) + 2, 0, 255).astype(np.uint8)  # e.g. a re-encoded file
-    assert np.abs(heat_from_jet(noisy) - heat).max() < 0.05
+    stored = decode_png(heatmap_png(heat))
+    assert stored.ndim == 2 and stored.dtype == np.uint8  # greyscale levels, not colours
+    assert np.abs(heatmap_from_png(heatmap_png(heat)) - heat).max() <= 0.5 / 255 + 1e-7
+    colour = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ValueError, match="colour heatmap"):  # an older scan's JET PNG
+        heatmap_from_png(colour)
 
 
 def test_refuses_to_clear_a_foreign_folder(tmp_path):
@@ -234,10 +238,10 @@ def scanned(tmp_path_factory):
     (inputs / "truncated.jpg").write_bytes((SAMPLES / "splice_000.jpg").read_bytes()[:400])
     (inputs / "notes.txt").write_text("not an image")
     uris = [*sorted(str(p) for p in inputs.iterdir()), str(inputs / "gone.jpg")]
-    config = PipelineConfig(backend="torch", write_heatmaps=True)
+    config = PipelineConfig(runtime={"backend": "torch"})
     batch = analyse([ReadBytes(config), *build_stages(config)], {"uri": np.array(uris, object)})
     out = root / "scan"
-    WriteResults(str(out), "run-e2e")(batch)
+    WriteResults(str(out), "run-e2e", write_heatmaps=True)(batch)
     df = pd.read_parquet(out / "results").sort_values(["score", "uri"], ascending=[False, True],
                                                        na_position="last")
     df = df.reset_index(drop=True)
@@ -308,6 +312,7 @@ def artifacts_dir() -> Path:
     return folder
 
 
+@pytest.mark.slow  # a browser
 def test_report_in_chromium(scanned, browser, tmp_path):
     results, df = scanned
     out = tmp_path / "report"
@@ -374,6 +379,7 @@ def _goto(driver, hash_: str, rank: int) -> None:
     _wait(driver, lambda d: rank in _ranks(d))
 
 
+@pytest.mark.slow  # a browser
 def test_100k_rows_filter_and_page_in_chromium(big, browser):
     _, expected, out, _, _ = big
     driver = browser

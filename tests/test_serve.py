@@ -18,23 +18,22 @@ from PIL import Image
 from ray import serve
 from ray.serve import Application
 
+from tamperscan.batch import bytes_batch
 from tamperscan.config import S3Options
-from tamperscan.serve import (
-    ReplicaOptions,
-    ServeSettings,
-    build_app,
-    concat_batches,
-    merge_outputs,
-    pass_through_refine,
-    split_batch,
-)
+from tamperscan.graph import Fuse, analyse, build_stages, split
+from tamperscan.render import heat_levels, rle_decode, rle_encode
+from tamperscan.serve import ReplicaOptions, ServeSettings, build_app
 from tamperscan.serve_auth import AuthConfigError, KeyChecker, load_api_keys
-from tamperscan.serve_response import DECODE_STATUS, rle_decode, rle_encode
-from tamperscan.stages import DecodeELA, Detect, Localize, Refine, analyse, build_stages
+from tamperscan.serve_response import DECODE_STATUS
+from tamperscan.serve_service import concat_batches, merge_outputs, split_batch
+from tamperscan.stages import Refine
 from tests.corpus import encode, make_corpus, natural_image
-from tests.helpers import decode_png, random_weights_config
+from tests.test_copy_move import paste, scene
+from tests.helpers import decode_png, random_weights_config, read_results
 from tests.reliability_report import http_outcome
 from tests.s3server import ACCESS_KEY, SECRET_KEY, free_port, serve_buckets
+
+pytestmark = pytest.mark.slow  # Ray Serve and an S3 server
 
 KEY = "serve-test-key-0123456789abcdef"
 MAX_IMAGE_BYTES = 1_000_000
@@ -50,8 +49,8 @@ def jpeg(seed: int, height: int = 56, width: int = 80) -> bytes:
 def config(tmp_path_factory):
     # An explicit backend: "auto" measures per process, and the comparison with the
     # in-process stages needs the same numerics on both sides.
-    return random_weights_config(tmp_path_factory.mktemp("weights"), torch_threads=1,
-                                 max_image_bytes=MAX_IMAGE_BYTES, backend="torch")
+    return random_weights_config(tmp_path_factory.mktemp("weights"), runtime={"threads": 1},
+                                 max_image_bytes=MAX_IMAGE_BYTES)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +92,7 @@ def client(endpoint):
 
 def in_process(config, data: bytes) -> dict:
     """The bulk scan's stages on one image, in this process: the reference row."""
-    batch = {"uri": np.array(["ref"], dtype=object), "data": np.array([data], dtype=object)}
-    return analyse(build_stages(config), batch)
+    return analyse(build_stages(config), bytes_batch([data], ["ref"]))
 
 
 def json_mask(result: dict) -> np.ndarray:
@@ -120,9 +118,11 @@ def test_multipart_upload_returns_the_documented_fields(client):
     assert result["mask"]["fraction"] == pytest.approx(mask.mean(), abs=1e-6)
     overlay = Image.open(io.BytesIO(base64.b64decode(result["heatmap_overlay_png_base64"])))
     assert overlay.size == (90, 60)
+    values = Image.open(io.BytesIO(base64.b64decode(result["heatmap_png_base64"])))
+    assert values.mode == "L"  # the heatmap's values, not colours
     assert set(result["timings"]) == {"decode", "copy_move", "localize", "detect", "refine",
                                       "finalize", "total"}
-    assert result["model_versions"].count("@") == 2
+    assert result["model_versions"].count("@") == 3  # both nets' weights + the settings
 
 
 def test_json_matches_the_in_process_stages(client, config):
@@ -141,7 +141,70 @@ def test_json_matches_the_in_process_stages(client, config):
         assert got["tampered"] == bool(want["tampered"][0])
         assert got["refined"] == bool(want["refined"][0])
         assert got["model_versions"] == want["model_versions"][0]
-        assert np.array_equal(json_mask(got), decode_png(want["mask_png"][0]) > 0)
+        assert np.array_equal(json_mask(got), want["mask"][0])
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
+FRONT_DOOR_IMAGES = {"splice.jpg": (SAMPLES / "splice_000.jpg").read_bytes(),
+                     # a clone the detector verifies, so the clone-mask rule runs too
+                     "copy move.png": encode(paste(scene(), (40, 50), (220, 230), 100)[0],
+                                             "PNG"),
+                     "authentic.jpg": (SAMPLES / "authentic_001.jpg").read_bytes(),
+                     "corrupt.jpg": b"\xff\xd8\xff\xe0 not really a JPEG"}
+
+
+def test_four_front_doors_give_equal_scores_masks_and_heatmaps(client, config, tmp_path):
+    """The bulk scan, the endpoint, `evaluate` and `explain` all run the one graph: the same
+    image gets the same score, mask and heatmap values from each; a corrupt file is an error
+    row / a 4xx / a recorded failure / an exception, never a result."""
+    from tamperscan.evaluate import Evaluator, ImageFailed
+    from tamperscan.explain import explain
+    from tamperscan.pipeline import ScanResources, scan
+    from tamperscan.render import heatmap_from_png, mask_from_png
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in FRONT_DOOR_IMAGES.items():
+        (folder / name).write_bytes(data)
+    heat_config = config.with_runtime(write_heatmaps=True)
+    # Batches of one everywhere, so every front door runs the nets on the same tensors.
+    scan(str(folder), str(tmp_path / "out"), heat_config, resources=ScanResources(
+        batch_size=1, model_actors=1), show_progress=False)
+    rows = {Path(r.uri).name: r for r in read_results(str(tmp_path / "out")).itertuples()}
+    evaluator = Evaluator(config)
+    found_clone = False
+    for name, data in FRONT_DOOR_IMAGES.items():
+        bulk = rows[name]
+        response = client.post("/v1/scan", content=data, params={"heatmap": "true"})
+        if name == "corrupt.jpg":
+            assert bulk.status == "error" and bulk.error.startswith("corrupt:")
+            assert response.status_code == 422 and response.json()["error"] == "corrupt"
+            with pytest.raises(ImageFailed, match="corrupt"):
+                evaluator.score(data, 1, None)
+            with pytest.raises(ValueError, match="corrupt"):
+                explain(data, tmp_path / "explain-bad", config)
+            continue
+        assert bulk.status == "ok", bulk.error
+        online = response.json()
+        evaluated = evaluator.score(data, 1, None)
+        explained = explain(data, tmp_path / f"explain-{name}", config)
+        scores = [float(bulk.score), online["score"], evaluated.scores["final"],
+                  explained["score"]]
+        assert scores == pytest.approx([scores[0]] * 4, abs=1e-6), name
+        assert bulk.tampered == online["tampered"] == explained["tampered"], name
+        masks = [mask_from_png(bulk.mask_png), json_mask(online), evaluated.masks["final"],
+                 mask_from_png((tmp_path / f"explain-{name}" / "mask.png").read_bytes())]
+        for other in masks[1:]:
+            assert np.array_equal(masks[0], other), name
+        heat = heatmap_from_png((tmp_path / "out" / bulk.heatmap_path).read_bytes())
+        heat_online = heatmap_from_png(base64.b64decode(online["heatmap_png_base64"]))
+        heat_explained = heatmap_from_png(
+            (tmp_path / f"explain-{name}" / "heatmap_values.png").read_bytes())
+        heat_evaluated = heat_levels(evaluator.row(data)["heatmap"]).astype(np.float32) / 255
+        for other in (heat_online, heat_explained, heat_evaluated):
+            assert np.array_equal(heat, other), name
+        found_clone |= online["scores"]["copy_move"] > 0
+    assert found_clone, "the copy-move sample should exercise the clone-mask rule"
 
 
 def test_every_bad_input_kind_gets_a_clear_4xx(client, reliability):
@@ -212,7 +275,7 @@ def test_api_key_required_except_healthz(endpoint):
         assert anonymous.get("/readyz", headers=bearer).json()["status"] == "ready"
         models = anonymous.get("/v1/models", headers={"X-API-Key": KEY}).json()
         assert {s["stage"] for s in models["stages"]} == {"Localize", "Detect", "Refine"}
-        assert models["model_versions"].count("@") == 2
+        assert models["model_versions"].count("@") == 3
         schema = anonymous.get("/openapi.json").json()
         assert "/v1/scan" in schema["paths"]
         assert "multipart/form-data" in schema["paths"]["/v1/scan"]["post"]["requestBody"][
@@ -242,15 +305,20 @@ def test_burst_beyond_the_queues_gets_503_and_service_recovers(endpoint, client)
 
 # --- in process: the pieces the HTTP tests rely on -------------------------------------------
 
-def test_pass_through_refine_matches_refine_below_threshold(config):
-    batch = {"uri": np.array(["a", "b"], dtype=object),
-             "data": np.array([jpeg(5), b"not an image"], dtype=object)}
-    batch = analyse([DecodeELA(config), Localize(config), Detect(config)], batch)
-    never = Refine(config.model_copy(update={"refine_threshold": 1.0}))(batch)
-    skipped = pass_through_refine(config.model_copy(update={"segmenter": "slic"}))(batch)
-    assert never.keys() == skipped.keys()
-    for key in never:
-        assert np.array_equal(never[key], skipped[key]), key
+def test_skipping_refine_for_rows_the_cascade_passes_by_changes_nothing(config):
+    """The ingress calls Refine only when the cascade selected a row; Fuse must give the
+    same row without Refine's columns as after a Refine that refined nothing."""
+    strict = config.model_copy(update={"refine": config.refine.model_copy(
+        update={"threshold": 1.0})})
+    front, evidence, back = split(build_stages(strict))
+    scored = analyse([*front, *evidence, back[0]], bytes_batch([jpeg(5), b"not an image"]))
+    assert not scored["refine"].any()
+    fuse = Fuse(strict)
+    skipped, refined = fuse(scored), fuse(Refine(strict)(scored))
+    for key in ("score", "tampered", "refined", "heatmap", "mask_fraction"):
+        assert np.array_equal(skipped[key], refined[key], equal_nan=key == "score"), key
+    assert all(np.array_equal(a, b) for a, b in zip(skipped["mask"], refined["mask"],
+                                                     strict=True))
 
 
 def test_batches_concat_split_and_merge_round_trip():

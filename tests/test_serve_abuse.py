@@ -38,7 +38,7 @@ from tests.helpers import random_weights_config
 from tests.reliability_report import http_outcome
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port, serve_buckets
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # Ray Serve, S3
 
 KEY = "abuse-test-key-0123456789abcdef"
 MAX_IMAGE_BYTES = 1_000_000
@@ -56,8 +56,8 @@ def jpeg(seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    return random_weights_config(tmp_path_factory.mktemp("weights"), torch_threads=1,
-                                 max_image_bytes=MAX_IMAGE_BYTES, backend="torch")
+    return random_weights_config(tmp_path_factory.mktemp("weights"), runtime={"threads": 1},
+                                 max_image_bytes=MAX_IMAGE_BYTES)
 
 
 @pytest.fixture(scope="module")
