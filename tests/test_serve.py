@@ -28,10 +28,10 @@ from tamperscan.serve_response import DECODE_STATUS
 from tamperscan.serve_service import concat_batches, merge_outputs, split_batch
 from tamperscan.stages import Refine
 from tests.corpus import encode, make_corpus, natural_image
-from tests.test_copy_move import paste, scene
 from tests.helpers import decode_png, random_weights_config, read_results
 from tests.reliability_report import http_outcome
 from tests.s3server import ACCESS_KEY, SECRET_KEY, free_port, serve_buckets
+from tests.test_copy_move import paste, scene
 
 pytestmark = pytest.mark.slow  # Ray Serve and an S3 server
 
