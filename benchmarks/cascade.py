@@ -66,12 +66,11 @@ from benchmarks.cascade_calibrated import recall_threshold  # noqa: E402
 from benchmarks.common import finish_report, markdown_table, run_benchmark  # noqa: E402
 from benchmarks.image_sets import ImageSet, archive_image_set  # noqa: E402
 from benchmarks.machine_info import shared_note  # noqa: E402
-from tamperscan.batch import bytes_batch  # noqa: E402
+from tamperscan.batch import Batch, bytes_batch  # noqa: E402
 from tamperscan.config import PipelineConfig, merge_settings  # noqa: E402
 from tamperscan.graph import build_stages  # noqa: E402
 from tamperscan.stages import Refine  # noqa: E402
 
-Batch = dict[str, np.ndarray]
 TARGET = 5.0
 #: Each arm's PipelineConfig changes (nested, as a YAML --config would give them).
 ARMS = {

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from tamperscan.config import PipelineConfig
-from tamperscan.nets.build import build_model, load_config, save_weights
 
 
 def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -41,6 +39,10 @@ def random_weights_config(folder: Path, **overrides) -> PipelineConfig:
     torch backend skips the one-off ONNX export (engine parity has its own tests)."""
     refine = {"size": 64, "cam_weight": 0.5, **overrides.pop("refine", {})}  # refinement in
     runtime = {"backend": "torch", **overrides.pop("runtime", {})}  # the path under test
+    import torch  # here, not at the top: image-only users (decoder tests) stay torch-free
+
+    from tamperscan.nets.build import build_model, load_config, save_weights
+
     torch.manual_seed(0)
     paths = {}
     for name in ("two_stream", "wcbnet"):

@@ -19,6 +19,7 @@ from benchmarks import (
     copy_move_matching,
     gpu,
     int8_fidelity,
+    serve_load,
     stages,
     throughput,
 )
@@ -88,6 +89,7 @@ def test_throughput_all_arms(tmp_path, capsys):
         assert text in printed, text
 
 
+@pytest.mark.slow  # the whole graph over many images, four arms
 def test_cascade_arms(tmp_path, capsys):
     out = tmp_path / "cascade.json"
     # a validation report whose forged images all score 0.2: keeping all of them refined
@@ -208,3 +210,14 @@ def test_stage_benchmark_times_every_graph_stage(capsys):
     assert {backend for name, backend, *_ in rows if name in ("localize", "detect")} == {"torch"}
     assert all(_positive(seconds) for *_, seconds in rows)
     assert "vs torch b1" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # Ray Serve, deployed twice
+def test_serve_load_both_modes(monkeypatch, capsys):
+    monkeypatch.setenv("TAMPERSCAN_API_KEYS", serve_load.KEY)
+    result = serve_load.main(["--concurrency", "1", "--requests", "1", "--min-requests", "2",
+                              "--batch", "2", "--num-cpus", "2"])
+    assert set(result) == {"unbatched c1", "batched c1"}
+    for row in result.values():
+        assert row["n"] == 2 and row["failures"] == 0 and _positive(row["rps"])
+    assert "median over concurrencies" in capsys.readouterr().out
