@@ -8,32 +8,38 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
+from tamperscan import graph
 from tamperscan.config import S3Options
-from tamperscan.graph import STAGES, joined
 from tamperscan.io import HEATMAPS_DIR, ResultSink
 from tamperscan.render import heatmap_png, mask_png
 
-#: Evidence scores and stage timings come from the graph: a new stage adds its columns.
-OUTPUT_SCHEMA = pa.schema([
-    ("uri", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("score", pa.float32()),
-    ("tampered", pa.bool_()),
-    ("score_two_stream", pa.float32()),
-    ("score_wcbnet", pa.float32()),
-    ("score_wcbnet_heads", pa.list_(pa.float32(), 3)),
-    *((column, pa.float32()) for column in joined("score_column")),
-    ("refined", pa.bool_()),
-    ("mask_fraction", pa.float32()),
-    ("mask_png", pa.binary()),
-    ("heatmap_path", pa.string()),
-    ("model_versions", pa.string()),
-    *((stage.timing, pa.float32()) for stage in STAGES if hasattr(stage, "timing")),
-    ("run_id", pa.string()),
-])
+
+def output_schema() -> pa.Schema:
+    """The Parquet schema of output rows. Evidence scores and stage timings come from the
+    graph: a new evidence stage adds its columns here without an edit."""
+    return pa.schema([
+        ("uri", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("score", pa.float32()),
+        ("tampered", pa.bool_()),
+        ("score_two_stream", pa.float32()),
+        ("score_wcbnet", pa.float32()),
+        ("score_wcbnet_heads", pa.list_(pa.float32(), 3)),
+        *((column, pa.float32()) for column in graph.joined("score_column")),
+        ("refined", pa.bool_()),
+        ("mask_fraction", pa.float32()),
+        ("mask_png", pa.binary()),
+        ("heatmap_path", pa.string()),
+        ("model_versions", pa.string()),
+        *((stage.timing, pa.float32()) for stage in graph.STAGES if hasattr(stage, "timing")),
+        ("run_id", pa.string()),
+    ])
+
+
+OUTPUT_SCHEMA = output_schema()
 
 SUMMARY_COLUMNS = ("uri", "status", "error", "score", "tampered")
 
@@ -47,7 +53,8 @@ def to_table(batch: dict[str, np.ndarray], run_id: str, heatmap_paths: list[str]
     """Fuse's output rows as the Parquet schema, the masks PNG-encoded."""
     n = len(batch["uri"])
     columns = {}
-    for field in OUTPUT_SCHEMA:
+    schema = output_schema()
+    for field in schema:
         if field.name == "run_id":
             values = [run_id] * n
         elif field.name == "heatmap_path":
@@ -61,7 +68,7 @@ def to_table(batch: dict[str, np.ndarray], run_id: str, heatmap_paths: list[str]
         else:
             values = [None] * n
         columns[field.name] = pa.array(values, field.type, from_pandas=True)
-    return pa.table(columns, schema=OUTPUT_SCHEMA)
+    return pa.table(columns, schema=schema)
 
 
 class WriteResults:
