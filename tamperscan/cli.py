@@ -68,9 +68,13 @@ def scan(
         table.add_row(f"  error: {kind}", str(count))
     for status, count in sorted(summary.counts.items()):
         table.add_row(f"output rows with status {status}", str(count))
-    table.add_row("flagged as tampered", str(summary.flagged))
+    table.add_row(f"flagged as tampered (score >= {summary.tamper_threshold:.4f})",
+                  str(summary.flagged))
     table.add_row("images/s", f"{summary.images_per_second:.2f}")
     Console().print(table)
+    point = pipeline_config.operating_point
+    Console().print("operating point: " + (point.summary() if point else
+                                           "tamper_threshold set by hand (not calibrated)"))
     Console().print(f"results: {out.rstrip('/')}/results  (Parquet; summary.json beside it)")
 
 
@@ -176,6 +180,49 @@ def compare(
     if skipped:
         console.print(f"only on one side, not compared: {', '.join(skipped)}")
     print(markdown(result, method))
+
+
+@app.command()
+def calibrate(
+    source: Annotated[str, typer.Argument(help="Authentic images: a folder, s3://bucket/prefix "
+                                               "or a manifest with a 'uri' column.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Calibrated config (YAML).")],
+    false_alarm_rate: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of authentic images that may be flagged.")] = 0.05,
+    config: ConfigOption = None,
+    s3_endpoint: EndpointOption = None,
+    scan_out: Annotated[str | None, typer.Option(
+        help="Keep the calibration scan here (default: a temporary folder).")] = None,
+    describe: Annotated[str | None, typer.Option(
+        help="What the authentic images are, recorded with the operating point "
+             "(default: SOURCE).")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for a local Ray.")] = None,
+) -> None:
+    """Set tamper_threshold so that at most --false-alarm-rate of SOURCE's authentic images
+    are flagged; writes a config to pass to scan/serve/evaluate/report with --config."""
+    import yaml
+
+    from tamperscan.calibration import calibrate as run_calibrate
+    from tamperscan.calibration import check_source, write_calibration
+    from tamperscan.operating_point import CalibrationError
+
+    base = (yaml.safe_load(config.read_text()) or {}) if config else {}
+    base.pop("tamper_threshold", None)
+    base.pop("operating_point", None)
+    pipeline_config = load_pipeline_config(config)
+    s3 = S3Options(endpoint_url=s3_endpoint)
+    try:
+        check_source(source, s3)
+        init_ray(num_cpus)
+        calibrated, point = run_calibrate(source, false_alarm_rate, pipeline_config, s3,
+                                          scan_out=scan_out, describe=describe)
+    except CalibrationError as exc:
+        Console(stderr=True).print(f"[bold red]calibration failed:[/] {exc}", markup=True,
+                                   highlight=False)
+        raise typer.Exit(2) from None
+    write_calibration(calibrated, out, base)
+    console.print(f"tamper_threshold {calibrated.tamper_threshold:.6f}: {point.summary()}")
+    print(out)
 
 
 @app.command()

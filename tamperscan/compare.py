@@ -18,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tamperscan.image_metrics import threshold_figures
+
 PIXEL_METRICS = ("pixel_f1", "pixel_f1_best", "pixel_auc")
-METRICS = (*PIXEL_METRICS, "image_auc")
+#: Image-level figures at a threshold: 5 % / 1 % false alarms on the set's authentic images,
+#: and each report's own operating point (its ``tamper_threshold``).
+THRESHOLD_METRICS = ("tpr_at_5fa", "tpr_at_1fa", "balanced_accuracy", "false_alarm_rate")
+METRICS = (*PIXEL_METRICS, "image_auc", *THRESHOLD_METRICS)
 
 
 @dataclass
@@ -104,6 +109,23 @@ class PairedSamples:
                 draws.append(np.einsum("sp,pn,sn->s", cp, kernel, cn) / (len(pos) * len(neg)))
             self.full["image_auc"] = (full[0], full[1])
             self.draws["image_auc"] = (draws[0], draws[1])
+            self._threshold_metrics((base, candidate), (a, b), pos, neg, method, cp, cn)
+
+    def _threshold_metrics(self, reports, records, pos, neg, method, cp, cn) -> None:
+        """The same resamples (counts ``cp``/``cn``) for the threshold figures."""
+        per_report = []
+        for report, r in zip(reports, records, strict=True):
+            forged = np.array([r[n]["scores"][method] for n in pos], float)
+            authentic = np.array([r[n]["scores"][method] for n in neg], float)
+            threshold = report.get("tamper_threshold", 0.5)
+            full = threshold_figures(forged, authentic, threshold)
+            samples = [threshold_figures(forged, authentic, threshold, p, q)
+                       for p, q in zip(cp, cn, strict=True)]
+            per_report.append((full, samples))
+        for metric in THRESHOLD_METRICS:
+            self.full[metric] = tuple(full[metric] for full, _ in per_report)
+            self.draws[metric] = tuple(np.array([s[metric] for s in samples])
+                                       for _, samples in per_report)
 
 
 def _difference(full: tuple[float, float], draws: tuple[np.ndarray, np.ndarray]) -> Difference:

@@ -9,27 +9,18 @@ unknown keys: a misspelt YAML key is an error that names it, never a silently ig
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tamperscan.copy_move import CopyMoveOptions
+from tamperscan.operating_point import OperatingPoint, shipped
+from tamperscan.paths import MODELS_DIR, model_path
 
-#: Repo-root ``models/`` holds the configs and the shipped weights; override for deployments.
-_REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
-MODELS_DIR = Path(os.environ.get("TAMPERSCAN_MODELS_DIR", _REPO_MODELS))
-
-
-def model_path(name: str) -> Path:
-    """Resolve a bare file name against MODELS_DIR; absolute or relative paths are kept."""
-    path = Path(name)
-    if path.is_absolute() or path.exists():
-        return path
-    return MODELS_DIR / name
-
+__all__ = ["MODELS_DIR", "PipelineConfig", "RefineOptions", "RuntimeOptions", "S3Options",
+           "load_pipeline_config", "model_path"]
 
 class Strict(BaseModel):
     """Base of every settings model: unknown keys are errors."""
@@ -94,8 +85,15 @@ class PipelineConfig(Strict):
     ela_quality: int = Field(default=90, ge=1, le=100)
     max_image_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 80_000_000
-    #: Image score at or above which an image is reported as tampered.
-    tamper_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Image score at or above which an image is reported as tampered: by default the shipped
+    #: operating point (models/operating_point.yaml, `tamperscan calibrate`); 0.5 without it.
+    tamper_threshold: float = Field(
+        default_factory=lambda: shipped().get("tamper_threshold", 0.5), ge=0.0, le=1.0,
+        validate_default=True)
+    #: Where ``tamper_threshold`` came from (false-alarm rate on authentic images); None for a
+    #: threshold set by hand.
+    operating_point: OperatingPoint | None = Field(
+        default_factory=lambda: shipped().get("operating_point"), validate_default=True)
     #: Pixel threshold on the final heatmap for the binary mask. Calibrated for the shipped
     #: weights on the synthetic validation split (scripts/calibrate.py), never on evaluation
     #: data. (Per-image rules -- relative to the peak, Otsu -- were measured and not adopted:
@@ -107,14 +105,23 @@ class PipelineConfig(Strict):
     refine: RefineOptions = Field(default_factory=RefineOptions)
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
+    @model_validator(mode="after")
+    def _hand_set_threshold_has_no_record(self) -> PipelineConfig:
+        """A threshold set by hand does not carry the shipped calibration's record."""
+        if "tamper_threshold" in self.model_fields_set and \
+                "operating_point" not in self.model_fields_set:
+            self.operating_point = None
+        return self
+
     def with_runtime(self, **changes) -> PipelineConfig:
         """A copy with some runtime options changed (validated)."""
         runtime = RuntimeOptions.model_validate({**self.runtime.model_dump(), **changes})
         return self.model_copy(update={"runtime": runtime})
 
     def results_settings(self) -> dict:
-        """The settings that change results: what provenance keys (runtime excluded)."""
-        return self.model_dump(mode="json", exclude={"runtime"})
+        """The settings that change results: what provenance keys (runtime options and the
+        operating point's record excluded; its threshold is in)."""
+        return self.model_dump(mode="json", exclude={"runtime", "operating_point"})
 
 
 def merge_settings(base: dict, changes: dict) -> dict:

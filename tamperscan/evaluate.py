@@ -19,11 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score
 
 from tamperscan.batch import bytes_batch
 from tamperscan.config import PipelineConfig
 from tamperscan.graph import analyse, build_stages
+from tamperscan.image_metrics import threshold_figures
 from tamperscan.render import fit
 from tamperscan.stages import map_score
 
@@ -151,24 +152,32 @@ def image_records(scored: list[Scored]) -> list[dict]:
     return records
 
 
+#: Image-level figures at a threshold (`image_metrics.threshold_figures`).
+THRESHOLD_FIGURES = ("tpr_at_5fa", "tpr_at_1fa", "balanced_accuracy", "false_alarm_rate", "tpr")
+
+
 def summarise_records(records: list[dict], tamper_threshold: float) -> dict[str, dict[str, float]]:
-    """Per-method metrics: pixel metrics averaged over forged images, image AUC and balanced
-    accuracy over all images (NaN without both labels)."""
+    """Per-method metrics: pixel metrics averaged over forged images; over all images the
+    image AUC, the true-positive rate at 5 % and 1 % false alarms, and at the operating point
+    (``tamper_threshold``) balanced accuracy, false-alarm and true-positive rates (NaN where a
+    label is missing)."""
     out = {}
     forged = [r for r in records if r["pixel"] is not None]
-    labels = [r["label"] for r in records]
-    both = len(set(labels)) == 2
+    labels = np.array([r["label"] for r in records])
+    both = len(set(labels.tolist())) == 2
     for method in METHODS:
         pix = (np.array([r["pixel"][method] for r in forged], dtype=float) if forged
                else np.full((1, 3), np.nan))
-        image_scores = [r["scores"][method] for r in records]
+        image_scores = np.array([r["scores"][method] for r in records], float)
+        figures = (threshold_figures(image_scores[labels == 1], image_scores[labels == 0],
+                                     tamper_threshold) if both
+                   else dict.fromkeys(THRESHOLD_FIGURES, float("nan")))
         out[method] = {
             "pixel_f1": float(np.nanmean(pix[:, 0])),
             "pixel_f1_best": float(np.nanmean(pix[:, 1])),
             "pixel_auc": float(np.nanmean(pix[:, 2])),
             "image_auc": float(roc_auc_score(labels, image_scores)) if both else float("nan"),
-            "balanced_accuracy": float(balanced_accuracy_score(
-                labels, [x >= tamper_threshold for x in image_scores])) if both else float("nan"),
+            **figures,
         }
     return out
 
@@ -200,7 +209,7 @@ def evaluate(folder: Path, config: PipelineConfig | None = None, robustness: boo
     if robustness:
         runs.update({name: (lambda d, k=k, a=a: perturb(d, k, a))
                      for name, (k, a) in ROBUSTNESS.items()})
-    report: dict = {"dataset": folder.name,
+    report: dict = {"dataset": folder.name, "tamper_threshold": config.tamper_threshold,
                     "n_forged": sum(i.label == 1 for i in items),
                     "n_authentic": sum(i.label == 0 for i in items)}
     for name, attack in runs.items():
@@ -222,14 +231,20 @@ def evaluate(folder: Path, config: PipelineConfig | None = None, robustness: boo
 
 
 def markdown_table(report: dict) -> str:
-    keys = ("pixel_f1", "pixel_f1_best", "pixel_auc", "image_auc", "balanced_accuracy")
+    keys = ("pixel_f1", "pixel_f1_best", "pixel_auc", "image_auc", "tpr_at_5fa", "tpr_at_1fa",
+            "balanced_accuracy", "false_alarm_rate")
     lines = [f"**{report['dataset']}** ({report['n_forged']} forged, "
              f"{report['n_authentic']} authentic)", "",
-             "| method | F1@0.5 | best-threshold F1 (oracle) | pixel AUC | image AUC | bal. acc. |",
-             "|---|---|---|---|---|---|"]
+             "| method | F1@0.5 | best-threshold F1 (oracle) | pixel AUC | image AUC "
+             "| TPR @ 5 % FA | TPR @ 1 % FA | bal. acc. (op.) | false alarms (op.) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method, m in report["methods"].items():
         lines.append(f"| {method} | " + " | ".join(
-            "–" if np.isnan(m[k]) else f"{m[k]:.3f}" for k in keys) + " |")
+            "–" if np.isnan(m.get(k, np.nan)) else f"{m[k]:.3f}" for k in keys) + " |")
+    threshold = report.get("tamper_threshold")
+    if threshold is not None:
+        lines += ["", f"(op.): at the operating point, tamper_threshold {threshold:.4f}, "
+                      "for every method's image score"]
     return "\n".join(lines)
 
 

@@ -92,6 +92,9 @@ class ScanSummary:
     errors_by_kind: dict[str, int] = field(default_factory=dict)  # this run
     seconds: float = 0.0
     superseded_rows_dropped: int = 0
+    #: The verdict's threshold and where it came from (the false-alarm rate it was set at).
+    tamper_threshold: float = 0.5
+    operating_point: dict | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -250,7 +253,11 @@ def scan(source: str, out: str, config: PipelineConfig | None = None,
     uris = list_source(source, s3)
     done = sink.done_uris()
     todo = [u for u in uris if u not in done]
-    summary = ScanSummary(source, out, run_id, total=len(uris), skipped_done=len(uris) - len(todo))
+    summary = ScanSummary(
+        source, out, run_id, total=len(uris), skipped_done=len(uris) - len(todo),
+        tamper_threshold=config.tamper_threshold,
+        operating_point=config.operating_point and config.operating_point.model_dump(
+            mode="json"))
     start = time.perf_counter()
     try:
         if todo:

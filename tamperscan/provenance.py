@@ -26,9 +26,13 @@ def settings_key(config: PipelineConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def weights_versions(config: PipelineConfig) -> str:
+    """``two_stream@<hash>;wcbnet@<hash>``: the nets' configs and weights."""
+    return ";".join(f"{name}@{weights_version(str(model_path(weights)))}"
+                    for name, weights in ((config.two_stream_config, config.two_stream_weights),
+                                          (config.wcbnet_config, config.wcbnet_weights)))
+
+
 def model_versions(config: PipelineConfig) -> str:
     """``two_stream@<hash>;wcbnet@<hash>;settings@<hash>``."""
-    parts = [f"{name}@{weights_version(str(model_path(weights)))}"
-             for name, weights in ((config.two_stream_config, config.two_stream_weights),
-                                   (config.wcbnet_config, config.wcbnet_weights))]
-    return ";".join([*parts, f"settings@{settings_key(config)}"])
+    return f"{weights_versions(config)};settings@{settings_key(config)}"

@@ -191,8 +191,11 @@ class ScanService:
 
     async def models(self) -> dict:
         config = self.settings.pipeline
+        point = config.operating_point
         return {"model_versions": self.versions, "stages": await self.stage_info(),
-                "thresholds": self.thresholds, "ela_quality": config.ela_quality,
+                "thresholds": self.thresholds,
+                "operating_point": point.model_dump(mode="json") if point else None,
+                "ela_quality": config.ela_quality,
                 "limits": {"max_image_bytes": config.max_image_bytes,
                            "max_image_pixels": config.max_image_pixels,
                            "max_body_bytes": self.settings.body_limit}}

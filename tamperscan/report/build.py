@@ -88,10 +88,11 @@ def build_report(results_dir: str, out: Path, config: PipelineConfig | None = No
     sources = Sources.for_config(results_dir, s3, config)
     images = make_images(top, ranks, _masks(results_dir, s3, top), sources, out,
                          workers or min(4, os.cpu_count() or 1))
-    threshold = config.tamper_threshold
+    run = read_run_summary(results_dir, s3)
+    # The scan's own verdict threshold when its summary says it; else the config's.
+    threshold = float(run.get("tamper_threshold", config.tamper_threshold))
     meta = {"threshold": threshold, "topK": top_k, "rowsPerPage": rows_per_page}
     pages = write_data(df, flag_codes(df, threshold), images, out / DATA_DIR, chunk_rows, meta)
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    index = write_page(out, summarise(df, threshold), read_run_summary(results_dir, s3),
-                       results_dir, top_k, generated)
+    index = write_page(out, summarise(df, threshold), run, results_dir, top_k, generated)
     return ReportInfo(index, len(df), pages, len(images), time.perf_counter() - start)

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tamperscan.operating_point import OperatingPoint
 from tamperscan.report.data import Summary
 
 ASSETS_DIR = "assets"
@@ -96,10 +97,14 @@ def error_table(summary: Summary) -> str:
 
 
 def run_details(run: dict[str, Any], results_dir: str, top_k: int, generated: str) -> str:
-    """Provenance line: which scan this is, from summary.json when the scan wrote one."""
+    """Provenance line: which scan this is and its operating point, from summary.json when
+    the scan wrote one."""
+    point = run.get("operating_point")
     items = [("results", results_dir), ("source", run.get("source")),
              ("last run", run.get("run_id")), ("generated", generated),
-             ("previews", f"top {top_k} flagged")]
+             ("previews", f"top {top_k} flagged"),
+             ("operating point", OperatingPoint.model_validate(point).summary() if point else
+              ("threshold set by hand, not calibrated" if run else None))]
     return " · ".join(f'<span><b>{escape(k)}</b> {escape(str(v))}</span>'
                       for k, v in items if v not in (None, ""))
 
