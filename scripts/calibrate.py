@@ -1,10 +1,11 @@
-"""Pick `tamper_threshold` and `mask_threshold` for the shipped weights on the synthetic
+"""Pick `mask_threshold` for the shipped weights and operating point on the synthetic
 validation split (held-apart training photos; scripts/make_val_set.py), never on evaluation
-data: the image threshold that maximises balanced accuracy, then the global pixel threshold
-on the final heatmap that maximises mean per-image F1 of the reported masks over forged
-images. The masks are the graph's own rule (`graph.final_mask`): empty below the image
-threshold, a verified clone's regions where the copy-move stage found one, else the heatmap
-pixels at or over the candidate threshold.
+data: the global pixel threshold on the final heatmap that maximises the mean per-image F1
+of the reported masks over forged images. The image threshold is the operating point's
+(`tamperscan calibrate`, in the config) unless --tamper-threshold says otherwise. The masks
+are the graph's own rule (`graph.final_mask`): empty below the image threshold, a verified
+clone's regions where the copy-move stage found one, else the heatmap pixels at or over the
+candidate threshold.
 
     .venv/bin/python scripts/calibrate.py /tmp/tamperscan-val [--config candidate.yaml]
 """
@@ -16,7 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.metrics import f1_score
 
 from tamperscan.config import load_pipeline_config
 from tamperscan.evaluate import Evaluator, ImageFailed, read_manifest
@@ -29,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--tamper-threshold", type=float, default=None,
-                        help="keep this image threshold; calibrate only the mask threshold")
+                        help="image threshold (default: the config's operating point)")
     parser.add_argument("--config", type=Path,
                         help="pipeline YAML (e.g. candidate two_stream_weights)")
     args = parser.parse_args()
@@ -47,8 +48,7 @@ def main() -> None:
             clone = scored.maps["copy_move"][::2, ::2]
             maps.append((scored.maps["final"][::2, ::2], scored.truth[::2, ::2],
                          scores[-1], [clone] if clone.any() else []))
-    image = {float(t): balanced_accuracy_score(labels, [s >= t for s in scores]) for t in GRID}
-    best_image = args.tamper_threshold or max(image, key=image.get)
+    best_image = args.tamper_threshold or config.tamper_threshold
 
     def reported_f1(t: float) -> float:
         candidate = config.model_copy(update={"mask_threshold": t})
@@ -58,9 +58,12 @@ def main() -> None:
 
     pixel = {float(t): reported_f1(t) for t in GRID}
     best_pixel = max(pixel, key=pixel.get)
-    print(json.dumps({"tamper_threshold": best_image, "balanced_accuracy": image.get(best_image),
+    flagged = float(np.mean([s >= best_image for s, y in zip(scores, labels, strict=True)
+                             if y == 1]))
+    print(json.dumps({"tamper_threshold": best_image, "forged_flagged": flagged,
                       "mask_threshold": best_pixel, "mean_pixel_f1": pixel[best_pixel],
-                      "n_images": len(scores), "n_forged": len(maps)}, indent=2))
+                      "f1_by_mask_threshold": pixel, "n_images": len(scores),
+                      "n_forged": len(maps)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tamperscan.cli import app
-from tamperscan.evaluate import METHODS, evaluate, read_manifest
+from tamperscan.evaluate import METHODS, THRESHOLD_FIGURES, evaluate, read_manifest
 from tests.helpers import random_weights_config
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -35,7 +35,7 @@ def test_report_shape(report):
     assert set(report["methods"]) == set(METHODS)
     for metrics in report["methods"].values():
         assert set(metrics) == {"pixel_f1", "pixel_f1_best", "pixel_auc", "image_auc",
-                                "balanced_accuracy"}
+                                *THRESHOLD_FIGURES}
         for value in metrics.values():
             assert 0.0 <= value <= 1.0
 

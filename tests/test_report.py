@@ -108,7 +108,9 @@ def big(tmp_path_factory):
     expected = synthetic_results(root, N_ROWS)
     out = root.parent / "report"
     start = time.perf_counter()
-    info = build_report(str(root), out, top_k=3, rows_per_page=50, chunk_rows=CHUNK, workers=2)
+    # The synthetic rows were flagged at 0.5: the report's threshold must say the same.
+    info = build_report(str(root), out, PipelineConfig(tamper_threshold=0.5), top_k=3,
+                        rows_per_page=50, chunk_rows=CHUNK, workers=2)
     seconds = time.perf_counter() - start
     print(f"\n100k-row report built in {seconds:.1f} s")
     return root, expected, out, info, seconds
