@@ -115,6 +115,8 @@ class ScanService:
         return self.keys.check(key)
 
     async def _call(self, name: str, batch: Batch) -> Batch:
+        # The file's bytes stay in the ingress: the remote stages read the decoded columns.
+        batch = {k: v for k, v in batch.items() if k != "data"}
         try:
             return await self.remote[name].remote(batch)
         except BackPressureError as exc:

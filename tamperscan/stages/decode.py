@@ -21,7 +21,8 @@ def input_sizes(config: PipelineConfig) -> tuple[int, int]:
 
 class DecodeELA:
     """bytes -> RGB and absolute ELA at the localizer size, signed ELA at the WCBnet size
-    (ELA at the original resolution, where the JPEG grid lives, then resized).
+    (ELA at the original resolution, where the JPEG grid lives, then resized). The bytes
+    pass through for evidence stages that read the file itself.
 
     ``originals=True`` also keeps, per row, the decoded RGB and the channel-mean absolute ELA
     at the original resolution (``original``, ``ela_level``): for `evaluate`'s ELA baseline
@@ -67,4 +68,5 @@ class DecodeELA:
             out["t_decode"][i] = time.perf_counter() - start
         if self.originals:
             out["original"], out["ela_level"] = objects(originals), objects(levels)
+        out["data"] = batch["data"]  # the original bytes: evidence in the file itself (JPEG)
         return out
