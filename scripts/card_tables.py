@@ -18,9 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_SETS = ("casia2_samples", "columbia_casia1_samples", "comofod_subset", "noso")
 CARD_SETS = (*EVAL_SETS, "synthetic_val")
-METRICS = ("pixel_f1", "pixel_f1_best", "pixel_auc", "image_auc", "balanced_accuracy")
+METRICS = ("pixel_f1", "pixel_f1_best", "pixel_auc", "image_auc", "tpr_at_5fa", "tpr_at_1fa",
+           "balanced_accuracy", "false_alarm_rate")
 HEADER = ("| method | F1 (0.5; `final`: reported mask) | best-threshold F1 (oracle) | pixel AUC "
-          "| image AUC | bal. acc. |\n|---|---|---|---|---|---|")
+          "| image AUC | TPR @ 5 % FA | TPR @ 1 % FA | bal. acc. (op.) | false alarms (op.) |"
+          "\n|---|---|---|---|---|---|---|---|---|")
 PROGRESS = re.compile(r"^\S+\s+(\[\w+\] )?\d+/\d+$")
 
 
@@ -41,9 +43,11 @@ def averaged_table(eval_dir: Path) -> str:
 
 
 def set_table(eval_dir: Path, name: str) -> str:
-    """The Markdown `tamperscan evaluate` printed, without its progress lines."""
+    """The Markdown `tamperscan evaluate` printed, without its progress lines and its note
+    on the operating point (the card states it once)."""
     text = (eval_dir / f"{name}.md").read_text().strip()
-    return "\n".join(line for line in text.splitlines() if not PROGRESS.match(line))
+    return "\n".join(line for line in text.splitlines()
+                     if not PROGRESS.match(line) and not line.startswith("(op.)")).strip()
 
 
 def _replace_block(card: str, start: int, new: str) -> str:

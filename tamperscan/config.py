@@ -95,10 +95,10 @@ class PipelineConfig(Strict):
     operating_point: OperatingPoint | None = Field(
         default_factory=lambda: shipped().get("operating_point"), validate_default=True)
     #: Pixel threshold on the final heatmap for the binary mask. Calibrated for the shipped
-    #: weights on the synthetic validation split (scripts/calibrate.py), never on evaluation
-    #: data. (Per-image rules -- relative to the peak, Otsu -- were measured and not adopted:
-    #: MODEL_CARD.md.)
-    mask_threshold: float = Field(default=0.15, ge=0.0, le=1.0)
+    #: weights at the shipped operating point on the synthetic validation split
+    #: (scripts/calibrate.py), never on evaluation data. (Per-image rules -- relative to the
+    #: peak, Otsu -- were measured and not adopted: MODEL_CARD.md.)
+    mask_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
     #: Keypoint copy-move detector (tamperscan/copy_move.py): its confidence can raise the
     #: image score and its regions join the final map.
     copy_move: CopyMoveOptions = Field(default_factory=CopyMoveOptions)

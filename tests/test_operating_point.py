@@ -92,3 +92,14 @@ def test_shipped_operating_point_is_a_calibration_record():
     assert PipelineConfig().tamper_threshold == data["tamper_threshold"]
     assert PipelineConfig().operating_point == point
     assert point.n_authentic >= 50 and point.target_false_alarm_rate == 0.05
+
+
+def test_a_flagged_image_always_gets_a_mask_at_the_shipped_operating_point():
+    """Flagged without a clone means (score_two_stream + score_wcbnet) / 2 >= tamper_threshold,
+    so the localizer's blurred max -- a lower bound of the final map's max -- is at least
+    2 * tamper_threshold - 1 (the final map is at least the localizer's map while refinement
+    does not blend: cam_weight 0); at or above mask_threshold, some pixel is always in the
+    mask (a flagged image with a clone gets the clone's regions)."""
+    config = PipelineConfig()
+    assert config.refine.cam_weight == 0
+    assert 2 * config.tamper_threshold - 1 >= config.mask_threshold
