@@ -28,7 +28,8 @@ from tamperscan.image_metrics import threshold_figures
 from tamperscan.render import fit
 from tamperscan.stages import map_score
 
-METHODS = ("two_stream", "cam", "cam_refined", "copy_move", "final", "ela", "all_tampered")
+METHODS = ("two_stream", "cam", "cam_refined", "copy_move", "jpeg", "final", "ela",
+           "all_tampered")
 ROBUSTNESS = {"jpeg95": ("jpeg", 95), "jpeg85": ("jpeg", 85), "jpeg75": ("jpeg", 75),
               "jpeg50": ("jpeg", 50), "resize0.75": ("resize", 0.75), "resize0.5": ("resize", 0.5)}
 
@@ -115,13 +116,15 @@ class Evaluator:
         # The CAM is upsampled to the localizer size first, as refinement sees it.
         maps = {"two_stream": full(row["ts_map"]), "cam": full(fit(row["cam"], s, s)),
                 "cam_refined": full(row["refined_map"]), "copy_move": full(row["cm_map"]),
+                "jpeg": full(row["jpeg_map"]),
                 "final": full(row["heatmap"]), "ela": row["ela_level"],
                 "all_tampered": np.ones((h, w), np.float32)}
         masks = {k: v >= 0.5 for k, v in maps.items()}
         masks["final"] = row["mask"]
         scores = {"two_stream": float(row["score_two_stream"]),
                   "cam": float(row["score_wcbnet"]), "cam_refined": float(row["score_wcbnet"]),
-                  "copy_move": float(row["score_copy_move"]), "final": float(row["score"]),
+                  "copy_move": float(row["score_copy_move"]), "jpeg": float(row["score_jpeg"]),
+                  "final": float(row["score"]),
                   "ela": map_score(row["ela_level"]), "all_tampered": 1.0}
         truth = load_mask(mask_path, (h, w)) if mask_path else None
         return Scored(label, truth, scores, maps, masks)

@@ -45,6 +45,7 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
         "cam_refined.png": heat_overlay(view, row["refined_map"]),
         "two_stream.png": heat_overlay(view, row["ts_map"]),
         "copy_move.png": outline_overlay(view, row["cm_map"] >= 0.5, (0, 255, 255)),
+        "jpeg.png": heat_overlay(view, row["jpeg_map"]),
         "final_heatmap.png": heat_overlay(view, row["heatmap"]),
         "final_mask.png": outline_overlay(view, row["mask"]),
     }
@@ -59,6 +60,9 @@ def explain(data: bytes, out_dir: Path, config: PipelineConfig | None = None) ->
                "score_wcbnet": float(row["score_wcbnet"]),
                "score_wcbnet_heads": row["score_wcbnet_heads"].tolist(),
                "score_copy_move": float(row["score_copy_move"]),
+               "score_jpeg": float(row["score_jpeg"]),
+               "jpeg": {"quality": int(row["jpeg_quality"]), "double": bool(row["jpeg_double"]),
+                        "table": str(row["jpeg_table"])},
                "mask_fraction": float(row["mask_fraction"]),
                "files": sorted([*figures, "heatmap_values.png", "mask.png"])}
     (out_dir / "explain.json").write_text(json.dumps(summary, indent=2))

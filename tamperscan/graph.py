@@ -1,7 +1,8 @@
 """The scan graph, defined once: the stages in order, the cascade, the score and mask rules.
 
-    bytes ─► DecodeELA ─► evidence: FindCopyMove, Localize, Detect ─► Score ─► Refine ─► Fuse
-                          (each reads only DecodeELA's columns)       cascade?
+    bytes ─► DecodeELA ─► evidence: FindCopyMove, JpegEvidence, Localize, Detect
+                          (each reads only DecodeELA's columns)
+          ─► Score ─► Refine (rows the cascade selects) ─► Fuse
 
 Every front door derives from this module: the fused and staged Ray Data layouts
 (`tamperscan.pipeline`), the Serve deployments (`tamperscan.serve`), `evaluate`, `explain` and
@@ -11,7 +12,8 @@ model actors / deployments, "cpu" ones beside the decoder.
 
 Adding evidence is one stage class plus one line in ``EVIDENCE``. A stage that declares
 ``score_column`` joins the image score by noisy-OR; one that declares ``region_column`` joins
-the heatmap by max, and with ``exact_regions`` its regions are the mask where it found any.
+the heatmap by max, and with ``exact_regions`` its regions are the mask where it found any;
+its ``row_columns`` (findings such as a JPEG's primary quality) reach the output rows.
 
 Values are computed once as columns here (``score``, ``tampered``, ``heatmap``, ``mask``);
 encodings and colours are applied at the edges (`tamperscan.render`).
@@ -28,19 +30,26 @@ import numpy as np
 from tamperscan.batch import Batch, objects, ok_rows, size, strings
 from tamperscan.config import PipelineConfig
 from tamperscan.provenance import model_versions
-from tamperscan.stages import DecodeELA, Detect, FindCopyMove, Localize, Refine
+from tamperscan.stages import DecodeELA, Detect, FindCopyMove, JpegEvidence, Localize, Refine
 
 Stage = Callable[[Batch], Batch]
 
 #: Evidence stages, each reading only DecodeELA's columns. The nets' scores are averaged;
 #: every other evidence stage joins as its class declares (module docstring).
 NETS: tuple[type, ...] = (Localize, Detect)
-EVIDENCE: tuple[type, ...] = (FindCopyMove, *NETS)
+EVIDENCE: tuple[type, ...] = (FindCopyMove, JpegEvidence, *NETS)
 
 
 def joined(kind: str) -> list[str]:
     """The columns of kind ``score_column`` / ``region_column`` the evidence stages add."""
     return [getattr(stage, kind) for stage in EVIDENCE if getattr(stage, kind, None)]
+
+
+def findings() -> dict[str, str]:
+    """Per-row findings evidence stages keep in the output rows (``row_columns``: name ->
+    pyarrow type name), e.g. the JPEG stage's estimated primary quality."""
+    return {name: kind for stage in EVIDENCE
+            for name, kind in getattr(stage, "row_columns", {}).items()}
 
 
 # --- the rules -------------------------------------------------------------------------------
@@ -161,7 +170,7 @@ class Fuse:
         row.setdefault("refined", np.zeros(n, bool))
         if self.keep_inputs:
             return row
-        keep = {*ROW_COLUMNS, *joined("score_column")}
+        keep = {*ROW_COLUMNS, *joined("score_column"), *findings()}
         return {k: v for k, v in row.items() if k in keep or k.startswith("t_")}
 
 

@@ -29,6 +29,7 @@ def output_schema() -> pa.Schema:
         ("score_wcbnet", pa.float32()),
         ("score_wcbnet_heads", pa.list_(pa.float32(), 3)),
         *((column, pa.float32()) for column in graph.joined("score_column")),
+        *((column, pa.type_for_alias(kind)) for column, kind in graph.findings().items()),
         ("refined", pa.bool_()),
         ("mask_fraction", pa.float32()),
         ("mask_png", pa.binary()),

@@ -55,6 +55,16 @@ class ModelScores(BaseModel):
     wcbnet_heads: list[float] = Field(description="WCBnet heads for blocks 2, 3, 4")
     copy_move: float = Field(default=0.0, description=(
         "keypoint copy-move detector: 0 without a verified clone, else in [0.5, 1)"))
+    jpeg: float = Field(default=0.0, description=(
+        "aligned double-JPEG evidence: 0 without any (non-JPEG files too), >= 0.5 when a "
+        "region without the rest's double-compression trace was found"))
+
+
+class JpegFindings(BaseModel):
+    quality: int = Field(description="estimated primary JPEG quality (-1: unknown / not JPEG)")
+    double_compressed: bool = Field(description="compressed more than once")
+    table: str = Field(description="quantisation-table fingerprint: ijg:qQ (standard IJG "
+                                   "table at quality Q), nonstandard:<hash>, '' (not JPEG)")
 
 
 class Timings(BaseModel):
@@ -62,6 +72,7 @@ class Timings(BaseModel):
 
     decode: float
     copy_move: float = 0.0
+    jpeg: float = 0.0
     localize: float
     detect: float
     refine: float
@@ -78,6 +89,7 @@ class ScanResult(BaseModel):
     tampered: bool = Field(description="score >= tamper_threshold")
     scores: ModelScores
     refined: bool = Field(description="whether CAM + segmentation refinement ran (cascade)")
+    jpeg: JpegFindings
     mask: MaskOut
     heatmap_overlay_png_base64: str | None = Field(
         default=None, description="with ?heatmap=true: heatmap over the image (preview size)")
@@ -101,7 +113,7 @@ def scan_result(row: dict, images: dict[str, bytes] | None, finalize_s: float, t
     rendered ``overlay`` and heatmap ``values`` PNGs, with ?heatmap=true."""
     mask = row["mask"][0]
     seconds = {k: float(row[f"t_{k}"][0]) if f"t_{k}" in row else 0.0
-               for k in ("decode", "copy_move", "localize", "detect", "refine")}
+               for k in ("decode", "copy_move", "jpeg", "localize", "detect", "refine")}
     return {
         "source": str(row["uri"][0]),
         "width": int(row["width"][0]),
@@ -111,7 +123,11 @@ def scan_result(row: dict, images: dict[str, bytes] | None, finalize_s: float, t
         "scores": {"two_stream": float(row["score_two_stream"][0]),
                    "wcbnet": float(row["score_wcbnet"][0]),
                    "wcbnet_heads": [float(v) for v in row["score_wcbnet_heads"][0]],
-                   "copy_move": float(row["score_copy_move"][0])},
+                   "copy_move": float(row["score_copy_move"][0]),
+                   "jpeg": float(row["score_jpeg"][0])},
+        "jpeg": {"quality": int(row["jpeg_quality"][0]),
+                 "double_compressed": bool(row["jpeg_double"][0]),
+                 "table": str(row["jpeg_table"][0])},
         "refined": bool(row["refined"][0]),
         "mask": {"png_base64": b64(mask_png(mask)), "rle": rle_encode(mask),
                  "fraction": float(row["mask_fraction"][0])},

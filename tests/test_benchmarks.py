@@ -19,6 +19,7 @@ from benchmarks import (
     copy_move_matching,
     gpu,
     int8_fidelity,
+    jpeg_cost,
     serve_load,
     stages,
     throughput,
@@ -221,3 +222,10 @@ def test_serve_load_both_modes(monkeypatch, capsys):
     for row in result.values():
         assert row["n"] == 2 and row["failures"] == 0 and _positive(row["rps"])
     assert "median over concurrencies" in capsys.readouterr().out
+
+
+def test_jpeg_cost_times_the_jpeg_stage_against_the_rest_of_the_graph(capsys):
+    result = jpeg_cost.main(["--count", "2", "--batch", "1"])
+    assert _positive(result["graph_ms"]) and _positive(result["jpeg_ms"])
+    assert result["ratio"] == pytest.approx(result["jpeg_ms"] / result["graph_ms"])
+    assert "more CPU per image" in capsys.readouterr().out

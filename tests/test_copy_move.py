@@ -23,7 +23,7 @@ from tamperscan.copy_move import (
     seed_correlation,
 )
 from tamperscan.graph import analyse, build_stages, final_map, final_mask, image_score
-from tamperscan.stages import DecodeELA, FindCopyMove
+from tamperscan.stages import DecodeELA, FindCopyMove, JpegEvidence
 
 SIZE = 384
 
@@ -158,9 +158,10 @@ def png(rgb: np.ndarray) -> bytes:
 
 
 def find_copy_move(data: list[bytes], config: PipelineConfig | None = None) -> dict:
-    """The graph's front and copy-move evidence stage on encoded images."""
+    """The graph's front and its CPU evidence stages on encoded images (the rules read every
+    evidence column; the JPEG stage finds nothing in these PNGs)."""
     config = config or PipelineConfig()
-    return FindCopyMove(config)(DecodeELA(config)(bytes_batch(data)))
+    return JpegEvidence(config)(FindCopyMove(config)(DecodeELA(config)(bytes_batch(data))))
 
 
 def test_stage_raises_score_and_marks_map():

@@ -20,7 +20,7 @@ def test_noisy_or_lets_any_evidence_raise_the_score():
     assert noisy_or(np.array([0.5]), np.array([0.5]), np.array([0.5]))[0] == pytest.approx(
         0.875)
     batch = {"score_two_stream": np.array([0.2, 0.2]), "score_wcbnet": np.array([0.4, 0.4]),
-             "score_copy_move": np.array([0.0, 0.6])}
+             "score_copy_move": np.array([0.0, 0.6]), "score_jpeg": np.array([0.0, 0.0])}
     assert image_score(batch) == pytest.approx([0.3, 1 - 0.7 * 0.4])
 
 

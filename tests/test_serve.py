@@ -120,7 +120,7 @@ def test_multipart_upload_returns_the_documented_fields(client):
     assert overlay.size == (90, 60)
     values = Image.open(io.BytesIO(base64.b64decode(result["heatmap_png_base64"])))
     assert values.mode == "L"  # the heatmap's values, not colours
-    assert set(result["timings"]) == {"decode", "copy_move", "localize", "detect", "refine",
+    assert set(result["timings"]) == {"decode", "copy_move", "jpeg", "localize", "detect", "refine",
                                       "finalize", "total"}
     assert result["model_versions"].count("@") == 3  # both nets' weights + the settings
 

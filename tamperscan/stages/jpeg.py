@@ -4,6 +4,7 @@ localisation on the file's own DCT coefficients."""
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -29,6 +30,9 @@ class JpegEvidence:
 
     kind, timing = "cpu", "t_jpeg"
     score_column, region_column, exact_regions = "score_jpeg", "jpeg_map", False
+    #: Per-row findings kept in the output rows (pyarrow type names).
+    row_columns: ClassVar[dict[str, str]] = {"jpeg_quality": "int16", "jpeg_double": "bool",
+                                             "jpeg_table": "string"}
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
