@@ -1,6 +1,6 @@
 """The scan graph, defined once: the stages in order, the cascade, the score and mask rules.
 
-    bytes ─► DecodeELA ─► evidence: FindCopyMove, JpegEvidence, Localize, Detect
+    bytes ─► DecodeELA ─► evidence: FindCopyMove, JpegEvidence (findings only), Localize, Detect
                           (each reads only DecodeELA's columns)
           ─► Score ─► Refine (rows the cascade selects) ─► Fuse
 

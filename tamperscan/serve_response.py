@@ -57,7 +57,8 @@ class ModelScores(BaseModel):
         "keypoint copy-move detector: 0 without a verified clone, else in [0.5, 1)"))
     jpeg: float = Field(default=0.0, description=(
         "aligned double-JPEG evidence: 0 without any (non-JPEG files too), >= 0.5 when a "
-        "region without the rest's double-compression trace was found"))
+        "region without the rest's double-compression trace was found; reported, not part "
+        "of the image score"))
 
 
 class JpegFindings(BaseModel):
