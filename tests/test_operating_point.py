@@ -103,3 +103,14 @@ def test_a_flagged_image_always_gets_a_mask_at_the_shipped_operating_point():
     config = PipelineConfig()
     assert config.refine.cam_weight == 0
     assert 2 * config.tamper_threshold - 1 >= config.mask_threshold
+
+
+def test_the_report_header_states_the_operating_point():
+    from tamperscan.report.html import run_details
+
+    _, point = operating_point(SCORES, 0.05, "two_stream@a;wcbnet@b", "our archive sample")
+    line = run_details({"source": "/in", "tamper_threshold": 0.9,
+                        "operating_point": point.model_dump(mode="json")}, "/out", 10, "now")
+    assert "operating point" in line and "5.0% of 20 authentic images" in line
+    assert "our archive sample" in line
+    assert "set by hand" in run_details({"source": "/in"}, "/out", 10, "now")

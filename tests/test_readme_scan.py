@@ -40,5 +40,12 @@ def test_scan_of_bundled_samples(tmp_path):
     assert df["score"].between(0, 1).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"ok": len(images)}
+    # The verdict comes from the shipped operating point, stated with the results; the
+    # bundled authentic samples are no longer all flagged.
+    assert summary["tamper_threshold"] == PipelineConfig().tamper_threshold
+    assert summary["operating_point"]["target_false_alarm_rate"] == 0.05
+    assert "operating point:" in done.stdout
+    authentic = df[df["uri"].str.contains("/authentic_")]
+    assert len(authentic) == 3 and not authentic["tampered"].all()
     for path in df["heatmap_path"].dropna():
         assert (out / path).stat().st_size > 0
