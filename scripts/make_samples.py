@@ -54,6 +54,7 @@ def main() -> None:
         SynthConfig(),
         size_range=(384, 512),
         format_weights={"JPEG": 0.75, "PNG": 0.25},  # TIFF is uncompressed: too big to bundle
+        copy_move_mask="target",  # the bundled masks (and the README written) mark the paste
     )
     synth = ForgerySynthesizer(photos, seed=args.seed, config=config)
 
