@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import re
 import time
 import traceback
@@ -108,8 +109,10 @@ def _plan(resources: ScanResources) -> dict:
     """Concrete layout, actor counts and per-actor resources for the running cluster.
 
     Fused: one single-threaded worker per CPU (``model_actors`` caps their number). Staged:
-    on a small machine actors take fractional CPUs so all stages fit at once (else the
-    pipeline stalls waiting for a CPU that an idle actor holds)."""
+    on a small machine (< 8 CPUs) the actor pools -- one per evidence stage of the graph, and
+    the tail -- and the decode tasks split the CPUs evenly, so that every stage fits at once
+    (else the pipeline stalls waiting for a CPU that an idle actor holds: with five pools at
+    half a CPU each, two CPUs never started the tail)."""
     cluster = ray.cluster_resources()
     cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
     layout = resources.layout
@@ -120,7 +123,10 @@ def _plan(resources: ScanResources) -> dict:
         workers = max(1, int(cpus // per_worker))
         return {"layout": "fused", "cpus_per_actor": per_worker,
                 "scan_actors": min(workers, resources.model_actors or workers)}
-    cpus_per_actor = resources.cpus_per_actor or (1.0 if cpus >= 8 else 0.5)
+    _, evidence, _ = split(STAGES)
+    # The pools, the tail and the decode tasks; rounded down so that the sum stays <= cpus.
+    share = min(1.0, math.floor(100 * cpus / (len(evidence) + 2)) / 100)
+    cpus_per_actor = resources.cpus_per_actor or (1.0 if cpus >= 8 else share)
     model_actors = resources.model_actors or max(1, int(cpus // 8))
     gpus_per_actor = resources.gpus_per_actor or (1.0 if gpus else 0.0)
     if gpus:
@@ -134,7 +140,7 @@ def _plan(resources: ScanResources) -> dict:
         "refine_actors": resources.refine_actors or max(1, int(cpus // 8)),
         "cpus_per_actor": cpus_per_actor,
         "gpus_per_actor": gpus_per_actor,
-        "task_cpus": 0.5 if cpus < 8 else 1.0,
+        "task_cpus": share if cpus < 8 else 1.0,
     }
 
 

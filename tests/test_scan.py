@@ -122,6 +122,7 @@ def test_killed_scan_resumes_without_duplicates(ray_local, weights, tmp_path):
 def test_fused_and_staged_layouts_write_the_same_rows(ray_local, weights, tmp_path):
     """The CPU default (every stage in one actor) and the GPU-style staged graph run the same
     stages: same URIs, statuses, errors, scores and masks."""
+    from tamperscan.graph import STAGES, split
     from tamperscan.pipeline import _plan
 
     assert _plan(ScanResources())["layout"] == "fused"  # no GPU in this cluster
@@ -129,6 +130,10 @@ def test_fused_and_staged_layouts_write_the_same_rows(ray_local, weights, tmp_pa
     # GPUs get model batches of >= 32 (launch-bound below); CPUs keep batch_size.
     assert _plan(ScanResources(gpus_per_actor=0.5))["model_batch"] == 32
     assert _plan(ScanResources(layout="staged", batch_size=2))["model_batch"] == 2
+    # Every actor pool (one per evidence stage, the tail) and a decode task fit at once.
+    staged = _plan(ScanResources(layout="staged"))
+    pools = len(split(STAGES)[1]) + 1
+    assert pools * staged["cpus_per_actor"] + staged["task_cpus"] <= 2.0
     folder = tmp_path / "in"
     folder.mkdir()
     for name, data in good_images(5).items():
