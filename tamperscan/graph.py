@@ -8,7 +8,7 @@ Every front door derives from this module: the fused and staged Ray Data layouts
 (`tamperscan.pipeline`), the Serve deployments (`tamperscan.serve`), `evaluate`, `explain` and
 the benchmarks. The evidence stages read only the decoded inputs, so a front door may run
 them in any order or concurrently (the endpoint does); stages of ``kind`` "model" run in
-model actors / deployments, "cpu" ones beside the decoder.
+model actors / deployments, "cpu" ones in CPU actors (bulk) or in the endpoint's ingress.
 
 Adding evidence is one stage class plus one line in ``EVIDENCE``. A stage that declares
 ``score_column`` joins the image score by noisy-OR; one that declares ``region_column`` joins
