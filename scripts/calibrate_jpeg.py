@@ -7,14 +7,17 @@ apart from training (host re-saved at q1, donor pasted, final JPEG save at q2; a
 web photos that were recompressed), plus synthetic authentic double-JPEGs (no splice). For
 each candidate rule the evidence threshold is the lowest one with <= 1 % false alarms on the
 real photos AND on the synthetic authentic ones; the rule finding the most double-compressed
-splices wins. Prints the detection rates and the chosen `Rule`.
+splices wins. Prints the detection rates and the chosen `Rule`. With --robustness, the
+chosen rule is also applied after what platforms do to uploads -- recompression at quality
+95 / 85 / 75, a 0.75x resize re-saved at quality 85 -- to the splices and the real photos.
 
-    .venv/bin/python scripts/calibrate_jpeg.py --count 300 --authentic 100
+    .venv/bin/python scripts/calibrate_jpeg.py --count 300 --authentic 100 [--robustness]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import math
 import time
@@ -22,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from tamperscan.jpeg.evidence import RULE, Rule, block_evidence, decide, describe
@@ -30,6 +34,20 @@ from tamperscan.train.photos import load_photo_manifest, split_photos
 from tamperscan.train.synth import ForgerySynthesizer, SynthConfig
 
 CAMERA_SOURCES = ("camera_originals_mei", "dresden_prnu")
+#: What a platform does to an upload: (resize factor, JPEG quality of the re-save).
+PLATFORMS = {"recompress q95": (1.0, 95), "recompress q85": (1.0, 85),
+             "recompress q75": (1.0, 75), "resize 0.75x + q85": (0.75, 85)}
+
+
+def platform(data: bytes, factor: float, quality: int) -> bytes:
+    """The file as a platform would re-serve it: decoded, optionally resized, re-saved."""
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    if factor != 1.0:
+        image = image.resize((max(8, round(image.width * factor)),
+                              max(8, round(image.height * factor))), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 SWEEP = {"window": (3, 5, 7), "region_llr": (0.25, 0.5, 1.0), "double_gain": (0.2, 0.5, 1.0)}
 
 
@@ -73,6 +91,8 @@ def main() -> None:
                         help="synthetic authentic double-JPEGs (negatives)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--robustness", action="store_true",
+                        help="also score the chosen rule after platform recompression/resize")
     args = parser.parse_args()
 
     photos = load_photo_manifest(args.data)
@@ -96,11 +116,12 @@ def main() -> None:
         real_items = [timed(Path(path).read_bytes()) for path in real]
         real_names = [Path(path).name for path in real]
         auth_items = [timed(authentic.sample(i).image_bytes) for i in range(args.authentic)]
-        pos, info = [], []
+        pos, info, pos_bytes = [], [], []
         for i in range(args.count):
             sample = splices.sample(i)
             pos.append(timed(sample.image_bytes))
             info.append(sample.info)
+            pos_bytes.append(sample.image_bytes)
     print(f"{len(real_items)} real photos ({sum(p.source in CAMERA_SOURCES for p in real.values())}"
           f" camera originals), {len(auth_items)} synthetic authentic double-JPEGs, "
           f"{len(pos)} synthetic double-JPEG splices in {time.perf_counter() - start:.0f} s; "
@@ -144,6 +165,18 @@ def main() -> None:
           ", ".join(f"{real_names[i]}={neg_real[i]:.1f}" for i in worst))
     if chosen != RULE:
         print(f"current tamperscan.jpeg.evidence.RULE = {RULE}: update it to the chosen rule")
+    if args.robustness:
+        print("\nrobustness (chosen rule and threshold; splices without a global resize):")
+        real_bytes = [Path(path).read_bytes() for path in real]
+        kept_bytes = [b for b, k in zip(pos_bytes, kept, strict=True) if k]
+        with threadpool_limits(1):
+            for name, (factor, quality) in PLATFORMS.items():
+                found = scores([evidence_of(platform(b, factor, quality)) for b in kept_bytes],
+                               chosen)
+                alarms = scores([evidence_of(platform(b, factor, quality))
+                                 for b in real_bytes], chosen)
+                print(f"  {name:20s} splices found {(found >= cut).mean():6.1%}, real photos "
+                      f"flagged {(alarms >= cut).sum()}/{len(alarms)}")
 
 
 if __name__ == "__main__":
