@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from tamperscan.jpeg.evidence import RULE, Rule, block_evidence, decide, describe
 from tamperscan.jpeg.read import NotJpeg, UnreadableJpeg, read_coefficients
+from tamperscan.operating_point import threshold_for_rate
 from tamperscan.train.photos import load_photo_manifest, split_photos
 from tamperscan.train.synth import ForgerySynthesizer, SynthConfig
 
@@ -64,11 +64,10 @@ def evidence_of(data: bytes):
 
 def threshold_at(negatives: np.ndarray, rate: float = 0.01) -> float:
     """Lowest evidence threshold (score >= threshold flags) with at most ``rate`` of the
-    negatives flagged."""
-    allowed = math.floor(rate * len(negatives))
-    ranked = np.sort(negatives)[::-1]
-    above = ranked[allowed] if allowed < len(ranked) else 0.0
-    return float(np.nextafter(max(above, 0.0), np.inf))
+    negatives flagged: the operating point's own rule (`operating_point.threshold_for_rate`),
+    kept above 0 so that files without evidence are never flagged."""
+    return max(threshold_for_rate(negatives, rate),
+               float(np.nextafter(np.float32(0), np.float32(1))))
 
 
 def scores(items, rule: Rule) -> np.ndarray:
