@@ -1,6 +1,6 @@
 """The scan graph, defined once: the stages in order, the cascade, the score and mask rules.
 
-    bytes ─► DecodeELA ─► evidence: FindCopyMove, JpegEvidence (findings only), Localize, Detect
+    bytes ─► DecodeELA ─► evidence: FindCopyMove, JpegEvidence, Localize, Detect
                           (each reads only DecodeELA's columns)
           ─► Score ─► Refine (rows the cascade selects) ─► Fuse
 
@@ -64,9 +64,10 @@ def noisy_or(*scores: np.ndarray) -> np.ndarray:
 
 def image_score(batch: Batch) -> np.ndarray:
     """The image score: the mean of the localizer's and WCBnet's scores, combined with every
-    other evidence score by noisy-OR, 1 - (1 - nets)(1 - copy_move)...: either kind of
-    evidence can flag an image, and a verified clone (confidence >= 0.5, 0 without one)
-    always lifts an image above every image with the same net score and none. On both
+    other evidence score by noisy-OR, 1 - (1 - nets)(1 - copy_move)(1 - jpeg): any kind of
+    evidence can flag an image, and a verified clone or a found double-JPEG region (score
+    >= 0.5, 0 without one) always lifts an image above every image with the same net score
+    and none. On both
     synthetic validation splits noisy-OR ranked images better than the larger of the two
     (image AUC 0.688 vs 0.670, 0.670 vs 0.655; MODEL_CARD.md)."""
     nets = (batch["score_two_stream"] + batch["score_wcbnet"]) / 2

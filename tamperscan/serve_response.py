@@ -56,9 +56,9 @@ class ModelScores(BaseModel):
     copy_move: float = Field(default=0.0, description=(
         "keypoint copy-move detector: 0 without a verified clone, else in [0.5, 1)"))
     jpeg: float = Field(default=0.0, description=(
-        "aligned double-JPEG evidence: 0 without any (non-JPEG files too), >= 0.5 when a "
-        "region without the rest's double-compression trace was found; reported, not part "
-        "of the image score"))
+        "double-JPEG evidence (aligned and non-aligned grids): 0 unless a region without the "
+        "rest's double-compression trace was found (non-JPEG files: 0), then in [0.5, 1); "
+        "part of the image score, as the copy-move detector's"))
 
 
 class JpegFindings(BaseModel):

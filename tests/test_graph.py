@@ -86,3 +86,11 @@ def test_new_evidence_is_one_stage_class_plus_one_line(tmp_path, monkeypatch):
     table = to_table({**after, "heatmap_path": None}, "run", [None, None])
     assert table.column("score_quarter").type == pa.float32()
     assert "quarter_map" not in after  # an intermediate: Fuse drops it
+
+
+def test_output_columns_are_named_once():
+    """A score an evidence stage joins is an output column already: listing it again among
+    its findings would give the Parquet schema a duplicate name (pyarrow then refuses to
+    read the results)."""
+    names = output_schema().names
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

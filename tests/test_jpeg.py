@@ -1,5 +1,6 @@
-"""JPEG-domain evidence (tamperscan.jpeg, stage JpegEvidence): an aligned double-JPEG splice
-is found and located, single compression is not flagged, and every odd kind of file
+"""JPEG-domain evidence (tamperscan.jpeg, stage JpegEvidence): an aligned and a non-aligned
+(cropped between the two compressions) double-JPEG splice are found and located, single
+compression is not flagged, and every odd kind of file
 (progressive, CMYK, odd sizes, restart markers, truncated, non-JPEG) is handled row by row."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tamperscan.batch import bytes_batch, mark_error
 from tamperscan.config import PipelineConfig
 from tamperscan.fixtures import natural_image
 from tamperscan.jpeg import jpeg_findings, upright_map
+from tamperscan.jpeg.nonaligned import grid_shift, noise_sigma
 from tamperscan.jpeg.read import truncated
 from tamperscan.jpeg.tables import fingerprint, ijg_table
 from tamperscan.stages import DecodeELA
@@ -31,12 +33,15 @@ def jpeg(rgb: np.ndarray, quality: int, **options) -> bytes:
     return buffer.getvalue()
 
 
-def spliced(first: int | None) -> np.ndarray:
-    """Host compressed at ``first`` (None: never), an uncompressed patch of another image
-    pasted into it: what the final save compresses once (patch) or twice (host)."""
-    host = natural_image(SIZE, SIZE, seed=0)
+def spliced(first: int | None, crop: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Host compressed at ``first`` (None: never), then cropped by ``crop`` (dy, dx) pixels
+    (which moves the first 8x8 grid off the final one), an uncompressed patch of another
+    image pasted into it: what the final save compresses once (patch) or twice (host)."""
+    dy, dx = crop
+    host = natural_image(SIZE + 8, SIZE + 8, seed=0)
     if first is not None:
         host = jpeg_recompress(host, first)
+    host = np.ascontiguousarray(host[dy:dy + SIZE, dx:dx + SIZE])
     host[BOX] = natural_image(SIZE, SIZE, seed=7)[BOX]
     return host
 
@@ -86,6 +91,41 @@ def test_aligned_double_jpeg_splice_found_and_located(decoder, config, double_sp
     assert out["score_jpeg"][1] < 0.5 and not out["jpeg_double"][1]
     assert out["jpeg_quality"][1] == 90 and not out["jpeg_map"][1].any()
     assert np.all(out["t_jpeg"] > 0)
+
+
+def test_nonaligned_double_jpeg_splice_found_and_located(decoder, config):
+    """Cropped by (3, 5) px between the two saves: the first grid sits at (5, 3) of the
+    stored one; the host carries the quality-60 lattice there, the pasted patch does not."""
+    assert grid_shift(decode(spliced(60, (3, 5))))[:2] == (5, 3)
+    out = run(decoder, config, [jpeg(spliced(60, (3, 5)), 90), jpeg(spliced(None, (3, 5)), 90)])
+    assert out["score_jpeg"][0] >= 0.5 and out["jpeg_double"][0]
+    assert abs(int(out["jpeg_quality"][0]) - 60) <= 5
+    s = out["rgb"].shape[1]
+    assert iou(out["jpeg_map"][0].astype(np.float32) >= 0.5, truth(s)) >= 0.6
+    assert out["score_jpeg"][1] < 0.5 and not out["jpeg_double"][1]
+
+
+def decode(rgb: np.ndarray, quality: int = 90) -> np.ndarray:
+    """The luma plane a decoder gives for ``rgb`` saved at ``quality`` (float, 0..255)."""
+    with Image.open(io.BytesIO(jpeg(rgb, quality))) as image:
+        return np.asarray(image.convert("L"), np.float32)
+
+
+@pytest.mark.parametrize("crop", [(1, 0), (0, 7), (4, 4), (6, 2)])
+def test_grid_shift_finds_the_first_grid(crop):
+    dy, dx = crop
+    assert grid_shift(decode(spliced(70, crop)))[:2] == ((8 - dy) % 8, (8 - dx) % 8)
+
+
+def test_noise_sigma_by_hand():
+    """On the stored grid a frequency sees its own step only: sqrt(Q^2/12 + 2/12). With one
+    step Q everywhere, any shift sees the same (the shifted basis' energy is spread over
+    orthonormal stored bases that all carry Q^2/12)."""
+    table = ijg_table(75)
+    np.testing.assert_allclose(noise_sigma(table, 0, 0), np.sqrt(table ** 2 / 12 + 2 / 12))
+    flat = np.full(64, 6)
+    for dy, dx in [(3, 5), (0, 2), (4, 4)]:
+        np.testing.assert_allclose(noise_sigma(flat, dy, dx), np.sqrt(36 / 12 + 2 / 12))
 
 
 def test_region_follows_exif_orientation(decoder, config):

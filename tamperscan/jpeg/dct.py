@@ -9,9 +9,11 @@ _n = np.arange(8)
 #: Orthonormal DCT-II matrix: row k is the k-th basis vector.
 D = np.sqrt(np.where(_n[:, None] == 0, 1 / 8, 2 / 8)) * np.cos(
     (2 * _n[None, :] + 1) * _n[:, None] * np.pi / 16)
+#: (frequency, pixel): the 2-D basis images, both in natural (row-major) order.
+BASIS = np.einsum("uy,vx->uvyx", D, D).reshape(64, 64)
 
 
-def _transform(blocks: np.ndarray, m: np.ndarray) -> np.ndarray:
+def transform(blocks: np.ndarray, m: np.ndarray) -> np.ndarray:
     """m @ X @ m.T for every 8x8 block X of ``blocks`` (..., 8, 8)."""
     shape = blocks.shape
     x = blocks.reshape(-1, 8) @ m.T  # rows: X @ m.T
@@ -24,7 +26,7 @@ def decode_plane(blocks: np.ndarray, table: np.ndarray) -> np.ndarray:
     (rows*8, cols*8) float32 rounded and clipped to 0..255 like libjpeg's output."""
     rows, cols = blocks.shape[:2]
     coef = (blocks.astype(np.float32) * table.astype(np.float32)).reshape(rows, cols, 8, 8)
-    pixels = _transform(coef, D.T.astype(np.float32)) + 128
+    pixels = transform(coef, D.T.astype(np.float32)) + 128
     plane = pixels.transpose(0, 2, 1, 3).reshape(rows * 8, cols * 8)
     return np.clip(np.rint(plane), 0, 255)
 
@@ -36,4 +38,11 @@ def plane_dct(plane: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
     rows, cols = sub.shape[0] // 8, sub.shape[1] // 8
     sub = sub[: rows * 8, : cols * 8].astype(np.float32) - 128
     blocks = sub.reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
-    return _transform(blocks, D.astype(np.float32)).reshape(rows, cols, 64)
+    return transform(blocks, D.astype(np.float32)).reshape(rows, cols, 64)
+
+
+def unclipped(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) bool: the 8x8 blocks of ``plane`` with no pixel clipped to 0 or 255
+    (clipping breaks the rounding model of the double-quantisation evidence)."""
+    blocks = plane.reshape(rows, 8, cols, 8)
+    return ~((blocks <= 0) | (blocks >= 255)).any(axis=(1, 3))

@@ -2,13 +2,16 @@
 analyst columns (primary quality, compressed more than once, table fingerprint).
 
 A splice in a double-compressed picture is a region of blocks that lack the double-JPEG
-trace (`aligned`) amid blocks that carry it. Two log-likelihood sums, both in nats, make the
+trace amid blocks that carry it: on the stored grid (`aligned`) or on the grid of a first
+compression the picture was shifted from (`nonaligned`); the model that explains more of the
+picture (larger gain) is the one used. Two log-likelihood sums, both in nats, make the
 image evidence: ``inside`` = sum over the best such region of log p(single)/p(double) (the
 region is not double-compressed) and ``outside`` = sum over the other blocks of
 log p(double)/p(single) (the rest is). A splice needs both; a single-compressed photo has no
 ``outside`` and a wholly double-compressed one no ``inside``, so the score grows with the
 smaller of the two (`score_from`), calibrated by scripts/calibrate_jpeg.py so that 0.5 is
-the <= 1 % false-alarm point on real photos.
+the <= 1 % false-alarm point on real photos and on authentic double-JPEGs; below it the
+score is 0 (nothing found).
 """
 
 from __future__ import annotations
@@ -18,11 +21,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from tamperscan.jpeg.aligned import AlignedEvidence, aligned_evidence
-from tamperscan.jpeg.dct import decode_plane, plane_dct
+from tamperscan.jpeg.aligned import aligned_evidence
+from tamperscan.jpeg.dct import decode_plane, plane_dct, unclipped
+from tamperscan.jpeg.lattice import LatticeEvidence
+from tamperscan.jpeg.nonaligned import nonaligned_evidence
 from tamperscan.jpeg.read import JpegCoefficients, NotJpeg, UnreadableJpeg, read_coefficients
 from tamperscan.jpeg.tables import fingerprint, ijg_quality, nearest_quality
 
+#: Largest share of the usable blocks a tampered region may take: the trace the rest carries
+#: defines the background. (Without it, a weakly double-compressed authentic picture whose
+#: blocks mostly read 'single' offered its whole self as the region.)
+MAX_REGION = 0.5
 #: Calibration grid shift (pixels) for the unquantised-coefficient estimate.
 CALIBRATION_SHIFT = 4
 
@@ -33,14 +42,19 @@ class Rule:
 
     window, region_llr: the region search smooths the block LLR over window x window blocks
     and takes connected blocks below -region_llr. double_gain: nats per usable block the
-    double model must gain for "compressed more than once". at_half, scale: score 0.5 at
-    ``at_half`` nats of evidence, one logit unit per ``scale`` in log(evidence)."""
+    double model must gain before a region is looked for. at_half: nats of region evidence
+    at which a region counts as found (<= 1 % false alarms); the score is 0 below it (no
+    evidence joins the image score, as for a copy-move without a verified clone) and from
+    0.5 up above it, one logit unit per ``scale`` in log(evidence). double_call: nats per
+    usable block for the analysts' "compressed more than once" (<= 1 % of single-compressed
+    camera originals called double)."""
 
-    window: int = 3
-    region_llr: float = 0.5
-    double_gain: float = 0.2
-    at_half: float = 202.4
+    window: int = 7
+    region_llr: float = 1.0
+    double_gain: float = 0.5
+    at_half: float = 413.9
     scale: float = 0.5
+    double_call: float = 1.08
 
 
 RULE = Rule()
@@ -48,8 +62,9 @@ RULE = Rule()
 
 @dataclass
 class JpegFindings:
-    """One file's JPEG evidence. ``tamper``: (rows, cols) probability that each block of the
-    STORED image lacks the double-compression trace, 0 where there is no evidence."""
+    """One file's JPEG evidence. ``tamper``: (rows, cols) probability that each block lacks
+    the double-compression trace, 0 where there is no evidence; its blocks lie on the grid at
+    ``origin`` (dy, dx) pixels from the STORED image's top-left corner."""
 
     applicable: bool
     table: str = ""
@@ -60,32 +75,36 @@ class JpegFindings:
     height: int = 0
     width: int = 0
     orientation: int = 1
+    origin: tuple[int, int] = (0, 0)
     features: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class BlockEvidence:
-    """The per-block part (the costly one), kept apart so the calibration can sweep `Rule`."""
+    """The per-block part (the costly one), kept apart so the calibration can sweep `Rule`:
+    the aligned and the non-aligned model's evidence, and the one that explains more."""
 
-    aligned: AlignedEvidence
-    usable: np.ndarray  # (rows, cols) bool
+    aligned: LatticeEvidence
+    nonaligned: LatticeEvidence
+
+    @property
+    def chosen(self) -> LatticeEvidence:
+        if self.nonaligned.gain > self.aligned.gain:
+            return self.nonaligned
+        return self.aligned
+
 
 
 def score_from(evidence: float, rule: Rule = RULE) -> float:
-    """Logistic in log(evidence): 0 without evidence, 0.5 at ``rule.at_half`` nats."""
+    """Logistic in log(evidence): 0.5 at ``rule.at_half`` nats, towards 1 above."""
     if evidence <= 0:
         return 0.0
     return float(1 / (1 + np.exp(-np.log(evidence / rule.at_half) / rule.scale)))
 
 
-def _usable(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Blocks with no clipped pixel: clipping breaks the rounding model of `aligned`."""
-    blocks = plane.reshape(rows, 8, cols, 8)
-    return ~((blocks <= 0) | (blocks >= 255)).any(axis=(1, 3))
-
-
 def block_evidence(coef: JpegCoefficients) -> BlockEvidence | None:
-    """Aligned double-JPEG evidence per block, or None when the image is too small."""
+    """Aligned and non-aligned double-JPEG evidence per block, or None when the image is
+    too small."""
     rows, cols = coef.blocks.shape[:2]
     # Blocks fully inside the image: the padding of partial edge blocks is encoder-made.
     whole = np.zeros((rows, cols), bool)
@@ -93,38 +112,45 @@ def block_evidence(coef: JpegCoefficients) -> BlockEvidence | None:
     if whole.sum() < 16:
         return None
     plane = decode_plane(coef.blocks, coef.table)
-    usable = _usable(plane, rows, cols) & whole
-    calibrated = plane_dct(plane[: coef.height, : coef.width], CALIBRATION_SHIFT,
-                           CALIBRATION_SHIFT).reshape(-1, 64)
-    return BlockEvidence(aligned_evidence(coef.blocks, coef.table, calibrated, usable), usable)
+    usable = unclipped(plane, rows, cols) & whole
+    image = plane[: coef.height, : coef.width]
+    calibrated = plane_dct(image, CALIBRATION_SHIFT, CALIBRATION_SHIFT).reshape(-1, 64)
+    aligned = aligned_evidence(coef.blocks, coef.table, calibrated, usable)
+    return BlockEvidence(aligned, nonaligned_evidence(image, coef.table))
 
 
 def decide(found: JpegFindings, blocks: BlockEvidence, rule: Rule = RULE) -> JpegFindings:
     """Fill ``found`` from the block evidence by ``rule``: double, quality, score, map."""
-    aligned, usable = blocks.aligned, blocks.usable
-    per_block = aligned.gain / max(int(usable.sum()), 1)
-    found.double = per_block >= rule.double_gain
+    chosen = blocks.chosen
+    usable = chosen.usable
+    found.origin = chosen.origin
+    per_block = chosen.gain / max(int(usable.sum()), 1)
+    found.double = per_block >= rule.double_call
     if found.double:
-        known = aligned.q1 > 0
-        found.quality = nearest_quality(np.where(known, aligned.q1, 1), known)
-    smooth = ndimage.uniform_filter(aligned.llr, rule.window, mode="nearest")
+        known = chosen.q1 > 0
+        found.quality = nearest_quality(np.where(known, chosen.q1, 1), known)
+    smooth = ndimage.uniform_filter(chosen.llr, rule.window, mode="nearest")
     labels, count = ndimage.label((smooth < -rule.region_llr) & usable)
-    inside, outside, region = 0.0, float(aligned.llr.sum()), 0
-    if count:
-        sums = ndimage.sum_labels(-aligned.llr, labels, index=np.arange(1, count + 1))
+    inside, outside, region = 0.0, float(chosen.llr.sum()), 0
+    index = np.arange(1, count + 1)
+    # The background is what carries the trace, so a region is at most half of the blocks.
+    small = ndimage.sum_labels(usable, labels, index=index) <= MAX_REGION * usable.sum()
+    if small.any():
+        sums = np.where(small, ndimage.sum_labels(-chosen.llr, labels, index=index), -np.inf)
         best = int(np.argmax(sums))
         inside, region = float(sums[best]), int((labels == best + 1).sum())
-        outside = float(aligned.llr[labels != best + 1].sum())
-    evidence = min(inside, outside) if found.double else 0.0
-    found.score = score_from(evidence, rule)
-    found.tamper = np.zeros(aligned.llr.shape, np.float32)
-    if found.double:  # P(single | window), the window's blocks taken as one
+        outside = float(chosen.llr[labels != best + 1].sum())
+    evidence = min(inside, outside) if per_block >= rule.double_gain else 0.0
+    found.tamper = np.zeros(chosen.llr.shape, np.float32)
+    if evidence >= rule.at_half:  # found: a score >= 0.5 and the map, P(single | window)
+        found.score = score_from(evidence, rule)
         found.tamper = (1 / (1 + np.exp(np.clip(smooth * rule.window, -30, 30))))
         found.tamper = np.where(usable, found.tamper, 0).astype(np.float32)
-    found.features = {"gain": aligned.gain, "gain_per_block": per_block,
-                      "share": aligned.share, "frequencies": aligned.frequencies,
+    found.features = {"gain": chosen.gain, "gain_per_block": per_block,
+                      "share": chosen.share, "frequencies": chosen.frequencies,
                       "inside": inside, "outside": outside, "region_blocks": region,
-                      "blocks": int(usable.sum()), "evidence": evidence}
+                      "blocks": int(usable.sum()), "evidence": evidence,
+                      "grid": chosen.origin}
     return found
 
 

@@ -20,13 +20,14 @@ def stored_coordinates(y: np.ndarray, x: np.ndarray, height: int, width: int,
 
 
 def upright_map(cells: np.ndarray, height: int, width: int, orientation: int, size: int,
-                cell: int = 8) -> np.ndarray:
-    """``cells`` (rows, cols), one value per ``cell`` x ``cell`` block of the stored
-    ``height`` x ``width`` image -> (size, size) float32 over the upright image."""
+                cell: int = 8, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """``cells`` (rows, cols), one value per ``cell`` x ``cell`` block of a grid starting at
+    ``origin`` (dy, dx) in the stored ``height`` x ``width`` image -> (size, size) float32
+    over the upright image (pixels outside the grid take the nearest block's value)."""
     upright_h, upright_w = (width, height) if orientation in (5, 6, 7, 8) else (height, width)
     centres = (np.arange(size) + 0.5) / size
     y, x = np.meshgrid(centres * upright_h, centres * upright_w, indexing="ij")
     sy, sx = stored_coordinates(y, x, height, width, orientation)
-    rows = np.clip((sy // cell).astype(np.int64), 0, cells.shape[0] - 1)
-    cols = np.clip((sx // cell).astype(np.int64), 0, cells.shape[1] - 1)
+    rows = np.clip(((sy - origin[0]) // cell).astype(np.int64), 0, cells.shape[0] - 1)
+    cols = np.clip(((sx - origin[1]) // cell).astype(np.int64), 0, cells.shape[1] - 1)
     return cells[rows, cols].astype(np.float32)
