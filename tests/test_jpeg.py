@@ -87,8 +87,9 @@ def test_aligned_double_jpeg_splice_found_and_located(decoder, config, double_sp
     s = out["rgb"].shape[1]
     assert out["jpeg_map"].shape == (2, s, s) and out["jpeg_map"].dtype == np.float16
     assert iou(out["jpeg_map"][0].astype(np.float32) >= 0.5, truth(s)) >= 0.6
-    # Compressed once: no evidence, quality = the stored one.
-    assert out["score_jpeg"][1] < 0.5 and not out["jpeg_double"][1]
+    # Compressed once: nothing found, so no score at all (only a found region counts), and
+    # the quality is the stored one.
+    assert out["score_jpeg"][1] == 0 and not out["jpeg_double"][1]
     assert out["jpeg_quality"][1] == 90 and not out["jpeg_map"][1].any()
     assert np.all(out["t_jpeg"] > 0)
 
@@ -102,7 +103,7 @@ def test_nonaligned_double_jpeg_splice_found_and_located(decoder, config):
     assert abs(int(out["jpeg_quality"][0]) - 60) <= 5
     s = out["rgb"].shape[1]
     assert iou(out["jpeg_map"][0].astype(np.float32) >= 0.5, truth(s)) >= 0.6
-    assert out["score_jpeg"][1] < 0.5 and not out["jpeg_double"][1]
+    assert out["score_jpeg"][1] == 0 and not out["jpeg_double"][1]
 
 
 def decode(rgb: np.ndarray, quality: int = 90) -> np.ndarray:
