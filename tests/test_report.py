@@ -89,6 +89,11 @@ def synthetic_results(root: Path, n: int) -> pd.DataFrame:
         "score_wcbnet_heads": pa.FixedSizeListArray.from_arrays(
             pa.array(heads, pa.float32(), from_pandas=True), 3),
         "refined": pa.array(np.zeros(n, bool)),
+        # JPEG findings: every third row a JPEG, every ninth compressed twice with a region.
+        "score_jpeg": pa.array(np.where(np.arange(n) % 9 == 0, 0.75, 0.0).astype(np.float32)),
+        "jpeg_quality": pa.array(np.where(np.arange(n) % 3 == 0, 70, -1).astype(np.int16)),
+        "jpeg_double": pa.array(np.arange(n) % 9 == 0),
+        "jpeg_table": pa.array(np.where(np.arange(n) % 3 == 0, "ijg:q90", ""), pa.string()),
         "mask_fraction": pa.array(np.where(error, 0, 0.05).astype(np.float32)),
         "mask_png": pa.array([b""] * n, pa.binary()),
     }
@@ -153,6 +158,13 @@ def test_pages_hold_every_row_once_sorted(big, big_rows):
     assert scores[:n_ok] == sorted(scores[:n_ok], reverse=True)
     for r in rows[n_ok:]:
         assert r["status"] == "error" and "corrupt" in r["error"]
+    # The JPEG evidence and findings reach every row (None where the file is not a JPEG).
+    number = {u: i for i, u in enumerate(expected["uri"])}
+    for r in rows[:2000]:
+        i = number[r["uri"]]
+        assert r["jp"] == (0.75 if i % 9 == 0 else 0.0)
+        assert r["jf"] == ("JPEG ijg:q90 · compressed more than once · primary quality ≈ 70"
+                           if i % 9 == 0 else "JPEG ijg:q90 · quality 70" if i % 3 == 0 else None)
 
     # The index agrees with the rows and with the data that were written.
     flags = np.array([int(c, 16) for c in index["flags"]])
@@ -340,6 +352,7 @@ def test_report_in_chromium(scanned, browser, tmp_path):
     assert len([i for i in thumbs if not i["placeholder"]]) == flagged - 1
     rows = driver.execute_script(ROWS_JS)
     assert "source unreadable: not_found" in rows[1]["text"]
+
     # The hostile file name is shown as text and injected nothing.
     hostile = int(df.index[df["uri"].str.contains("onerror")][0]) + 1
     if hostile > 5:
@@ -349,6 +362,14 @@ def test_report_in_chromium(scanned, browser, tmp_path):
     injected = "return document.querySelectorAll('#rows img[src=x], #rows img[onerror]').length"
     assert driver.execute_script(injected) == 0
     if hostile > 5:
+        _goto(driver, "", 1)
+    # A JPEG row shows its findings (table fingerprint, quality) as text.
+    jpeg_rank = int(df.index[df["jpeg_table"].str.startswith("ijg:")][-1]) + 1
+    if jpeg_rank > 5:
+        _goto(driver, f"#page={(jpeg_rank - 1) // 5 + 1}", jpeg_rank)
+    row = next(r for r in driver.execute_script(ROWS_JS) if r["rank"] == jpeg_rank)
+    assert f"JPEG {df['jpeg_table'][jpeg_rank - 1]}" in row["text"], row["text"]
+    if jpeg_rank > 5:
         _goto(driver, "", 1)
     driver.save_screenshot(str(artifacts_dir() / "report.png"))
 

@@ -27,11 +27,11 @@ from tamperscan.results import OUTPUT_SCHEMA
 #: Everything the report shows, without the heavy per-row bytes (mask_png is read for the
 #: top-K rows only).
 COLUMNS = ("uri", "status", "error", "width", "height", "score", "tampered", "score_two_stream",
-           "score_wcbnet", "score_wcbnet_heads", "score_copy_move", "refined", "mask_fraction",
-           "heatmap_path", "run_id")
+           "score_wcbnet", "score_wcbnet_heads", "score_copy_move", "score_jpeg", "jpeg_quality",
+           "jpeg_double", "jpeg_table", "refined", "mask_fraction", "heatmap_path", "run_id")
 #: Field order of one row in a page file (arrays, not objects: a third of the bytes).
 PAGE_FIELDS = ("uri", "status", "error", "score", "ts", "wc", "heads", "mask", "w", "h",
-               "refined", "img", "cm")
+               "refined", "img", "cm", "jp", "jf")
 SCORE_SCALE = 10_000  # index scores are integers: 4 decimals, compact JSON
 # Packed per-row flags (one hex digit per row in the index).
 ERROR, FLAGGED = 1, 2
@@ -160,6 +160,26 @@ def js_call(function: str, *args: Any) -> str:
     return f"TamperReport.{function}({body.replace('<', chr(92) + 'u003c')});\n"
 
 
+def jpeg_findings(df: pd.DataFrame) -> list:
+    """One line per row for analysts, e.g. "JPEG ijg:q90 · compressed more than once ·
+    primary quality ≈ 70"; None for non-JPEG files and folders scanned before the stage."""
+    tables = df["jpeg_table"].fillna("").astype(str).tolist()
+    quality = df["jpeg_quality"].to_numpy(dtype=np.float64, na_value=np.nan)
+    double = df["jpeg_double"].fillna(False).to_numpy(dtype=bool)
+    lines: list = []
+    for table, q, twice in zip(tables, quality, double, strict=True):
+        if not table:
+            lines.append(None)
+            continue
+        known = not np.isnan(q) and q >= 0
+        if twice:
+            lines.append(f"JPEG {table} · compressed more than once"
+                         + (f" · primary quality ≈ {int(q)}" if known else ""))
+        else:
+            lines.append(f"JPEG {table}" + (f" · quality {int(q)}" if known else ""))
+    return lines
+
+
 def page_rows(df: pd.DataFrame, images: dict[int, dict]) -> list[tuple]:
     """Every row as a tuple in PAGE_FIELDS order, converted column by column (no per-row
     Python beyond the final zip)."""
@@ -182,6 +202,8 @@ def page_rows(df: pd.DataFrame, images: dict[int, dict]) -> list[tuple]:
         [None if v is None else int(v) for v in ints["height"]],
         df["refined"].fillna(False).to_numpy(dtype=bool).tolist(), img,
         _nullable(_floats(df["score_copy_move"])),  # null in folders scanned before it existed
+        _nullable(_floats(df["score_jpeg"])),
+        jpeg_findings(df),
     ]
     return list(zip(*columns, strict=True))
 

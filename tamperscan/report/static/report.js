@@ -179,12 +179,14 @@
       models.appendChild(bar("two-stream", row[F.ts], threshold));
       models.appendChild(bar("WCBnet", row[F.wc], threshold));
       if (F.cm !== undefined && row[F.cm]) models.appendChild(bar("copy-move", row[F.cm], threshold));
+      if (F.jp !== undefined && row[F.jp]) models.appendChild(bar("JPEG", row[F.jp], threshold));
       const heads = row[F.heads];
       const extra = el("div", "extra");
       extra.appendChild(el("span", null, "heads b2/b3/b4 " +
         (heads ? heads.map((h) => fmt(h, 2)).join(" / ") : "–")));
       extra.appendChild(el("span", null, "mask " + (row[F.mask] === null ? "–" : fmt(row[F.mask] * 100, 1) + " %")));
       if (row[F.w]) extra.appendChild(el("span", null, row[F.w] + "×" + row[F.h]));
+      if (F.jf !== undefined && row[F.jf]) extra.appendChild(el("span", null, row[F.jf]));
       models.appendChild(extra);
       meta.appendChild(models);
     }
