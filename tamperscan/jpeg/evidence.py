@@ -10,8 +10,8 @@ region is not double-compressed) and ``outside`` = sum over the other blocks of
 log p(double)/p(single) (the rest is). A splice needs both; a single-compressed photo has no
 ``outside`` and a wholly double-compressed one no ``inside``, so the score grows with the
 smaller of the two (`score_from`), calibrated by scripts/calibrate_jpeg.py so that 0.5 is
-the <= 1 % false-alarm point on real photos and on authentic double-JPEGs; below it the
-score is 0 (nothing found).
+the <= 1 % false-alarm point on real photos, on real photos re-saved as platforms re-serve
+them, and on authentic double-JPEGs; below it the score is 0 (nothing found).
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ class BlockEvidence:
         if self.nonaligned.gain > self.aligned.gain:
             return self.nonaligned
         return self.aligned
-
 
 
 def score_from(evidence: float, rule: Rule = RULE) -> float:
