@@ -31,14 +31,19 @@ def decode_plane(blocks: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(plane), 0, 255)
 
 
-def plane_dct(plane: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
+def plane_dct(plane: np.ndarray, dy: int = 0, dx: int = 0,
+              max_blocks: int | None = None) -> np.ndarray:
     """Unquantised DCT coefficients of ``plane`` - 128 on the 8x8 grid starting at (dy, dx):
-    (rows, cols, 64), whole blocks only."""
+    (rows, cols, 64), whole blocks only. With ``max_blocks``, only evenly spaced block rows,
+    at most that many blocks in all: a histogram needs no more, and on a 12-megapixel plane
+    the whole grid costs 0.15 s."""
     sub = plane[dy:, dx:]
     rows, cols = sub.shape[0] // 8, sub.shape[1] // 8
-    sub = sub[: rows * 8, : cols * 8].astype(np.float32) - 128
-    blocks = sub.reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
-    return transform(blocks, D.astype(np.float32)).reshape(rows, cols, 64)
+    blocks = sub[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8)
+    if max_blocks is not None and rows * cols > max_blocks:
+        blocks = blocks[np.linspace(0, rows - 1, max(max_blocks // cols, 1)).astype(np.int64)]
+    blocks = blocks.transpose(0, 2, 1, 3).astype(np.float32) - 128
+    return transform(blocks, D.astype(np.float32)).reshape(blocks.shape[0], cols, 64)
 
 
 def unclipped(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from tamperscan.jpeg.aligned import aligned_evidence
 from tamperscan.jpeg.dct import decode_plane, plane_dct, unclipped
-from tamperscan.jpeg.lattice import LatticeEvidence
+from tamperscan.jpeg.lattice import MAX_STATISTICS, LatticeEvidence
 from tamperscan.jpeg.nonaligned import nonaligned_evidence
 from tamperscan.jpeg.read import JpegCoefficients, NotJpeg, UnreadableJpeg, read_coefficients
 from tamperscan.jpeg.tables import fingerprint, ijg_quality, nearest_quality
@@ -113,7 +113,8 @@ def block_evidence(coef: JpegCoefficients) -> BlockEvidence | None:
     plane = decode_plane(coef.blocks, coef.table)
     usable = unclipped(plane, rows, cols) & whole
     image = plane[: coef.height, : coef.width]
-    calibrated = plane_dct(image, CALIBRATION_SHIFT, CALIBRATION_SHIFT).reshape(-1, 64)
+    calibrated = plane_dct(image, CALIBRATION_SHIFT, CALIBRATION_SHIFT,
+                           MAX_STATISTICS).reshape(-1, 64)
     aligned = aligned_evidence(coef.blocks, coef.table, calibrated, usable)
     return BlockEvidence(aligned, nonaligned_evidence(image, coef.table))
 

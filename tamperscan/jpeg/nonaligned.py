@@ -15,7 +15,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tamperscan.jpeg.dct import BASIS, plane_dct, unclipped
-from tamperscan.jpeg.lattice import FREQUENCIES, LatticeEvidence, lattice_evidence, luma_bound
+from tamperscan.jpeg.lattice import (
+    FREQUENCIES,
+    MAX_STATISTICS,
+    LatticeEvidence,
+    lattice_evidence,
+    luma_bound,
+)
 from tamperscan.jpeg.tables import ZIGZAG
 
 MAX_BIN = 60  # |coefficient| (DCT units) beyond which a value is no evidence
@@ -105,9 +111,11 @@ def mirrors(shift: int) -> tuple[int, ...]:
 
 
 def mirror_dct(plane: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """(m, 64) DCT coefficients on the mirror grids of (dy, dx), pooled."""
-    return np.concatenate([plane_dct(plane, my, mx).reshape(-1, 64)
-                           for my in mirrors(dy) for mx in mirrors(dx)])
+    """(m, 64) DCT coefficients on the mirror grids of (dy, dx), pooled: at most
+    ``MAX_STATISTICS`` blocks in all, the histograms' own bound."""
+    grids = [(my, mx) for my in mirrors(dy) for mx in mirrors(dx)]
+    return np.concatenate([plane_dct(plane, my, mx, MAX_STATISTICS // len(grids)).reshape(-1, 64)
+                           for my, mx in grids])
 
 
 def nonaligned_evidence(plane: np.ndarray, table: np.ndarray) -> LatticeEvidence:
