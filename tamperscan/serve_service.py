@@ -115,8 +115,9 @@ class ScanService:
         return self.keys.check(key)
 
     async def _call(self, name: str, batch: Batch) -> Batch:
-        # The file's bytes stay in the ingress: the remote stages read the decoded columns.
-        batch = {k: v for k, v in batch.items() if k != "data"}
+        # Only what the stage reads crosses to its deployment (the file's bytes, the other
+        # stages' inputs and outputs stay in the ingress).
+        batch = {k: batch[k] for k in ("uri", *_ROW_STATE, *REMOTE_STAGES[name].reads)}
         try:
             return await self.remote[name].remote(batch)
         except BackPressureError as exc:

@@ -36,6 +36,9 @@ class NetStage:
     config_attr: str
     weights_attr: str
     timing: str
+    #: The input columns it reads (besides ``uri`` and the row state): all a front door that
+    #: runs it elsewhere (the endpoint's deployments) has to send.
+    reads: tuple[str, ...]
 
     def __init__(self, config: PipelineConfig) -> None:
         net_config = load_config(getattr(config, self.config_attr))
@@ -81,6 +84,7 @@ class Localize(NetStage):
     """Two-stream localizer: per-pixel tamper probability at the model size + image score."""
 
     config_attr, weights_attr, timing = "two_stream_config", "two_stream_weights", "t_localize"
+    reads = ("rgb", "ela")
 
     def empty(self, n: int) -> Batch:
         return {"ts_map": np.zeros((n, self.size, self.size), np.float16),
@@ -98,6 +102,7 @@ class Detect(NetStage):
     """WCBnet: p(manipulated) from three cross-block heads and their fused, normalised CAM."""
 
     config_attr, weights_attr, timing = "wcbnet_config", "wcbnet_weights", "t_detect"
+    reads = ("sela",)
 
     def empty(self, n: int) -> Batch:
         c = self.size // 4

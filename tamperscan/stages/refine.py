@@ -39,6 +39,7 @@ class Refine:
     re-running or materialising the upstream, so the cascade lives inside the stage.)"""
 
     kind, timing = "cpu", "t_refine"
+    reads = ("rgb", "cam", "refine")  # sent to its deployment by the endpoint
 
     def __init__(self, config: PipelineConfig, every_row: bool = False) -> None:
         self.options = config.refine
