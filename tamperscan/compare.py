@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tamperscan.image_metrics import threshold_figures
+from tamperscan.image_metrics import THRESHOLD_FIGURES, threshold_figures
 
 PIXEL_METRICS = ("pixel_f1", "pixel_f1_best", "pixel_auc")
 #: Image-level figures at a threshold: 5 % / 1 % false alarms on the set's authentic images,
-#: and each report's own operating point (its ``tamper_threshold``).
-THRESHOLD_METRICS = ("tpr_at_5fa", "tpr_at_1fa", "balanced_accuracy", "false_alarm_rate")
+#: and each report's own operating point (its ``tamper_threshold``); the operating point's
+#: true-positive rate is left to `evaluate`'s table.
+THRESHOLD_METRICS = tuple(f for f in THRESHOLD_FIGURES if f != "tpr")
 METRICS = (*PIXEL_METRICS, "image_auc", *THRESHOLD_METRICS)
 
 

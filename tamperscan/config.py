@@ -22,6 +22,7 @@ from tamperscan.paths import MODELS_DIR, model_path
 __all__ = ["MODELS_DIR", "PipelineConfig", "RefineOptions", "RuntimeOptions", "S3Options",
            "load_pipeline_config", "model_path"]
 
+
 class Strict(BaseModel):
     """Base of every settings model: unknown keys are errors."""
 

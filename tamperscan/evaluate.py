@@ -24,7 +24,7 @@ from sklearn.metrics import f1_score, precision_recall_curve, roc_auc_score
 from tamperscan.batch import bytes_batch
 from tamperscan.config import PipelineConfig
 from tamperscan.graph import analyse, build_stages
-from tamperscan.image_metrics import threshold_figures
+from tamperscan.image_metrics import THRESHOLD_FIGURES, threshold_figures
 from tamperscan.render import fit
 from tamperscan.stages import map_score
 
@@ -153,10 +153,6 @@ def image_records(scored: list[Scored]) -> list[dict]:
             "pixel": {m: list(_pixel_metrics(s.truth, s.maps[m], s.masks[m]))
                       for m in METHODS} if forged else None})
     return records
-
-
-#: Image-level figures at a threshold (`image_metrics.threshold_figures`).
-THRESHOLD_FIGURES = ("tpr_at_5fa", "tpr_at_1fa", "balanced_accuracy", "false_alarm_rate", "tpr")
 
 
 def summarise_records(records: list[dict], tamper_threshold: float) -> dict[str, dict[str, float]]:

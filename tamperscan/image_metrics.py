@@ -15,6 +15,8 @@ from tamperscan.operating_point import threshold_for_rate
 
 #: False-alarm rates of the ``tpr_at_*`` figures.
 FALSE_ALARM_RATES = {"tpr_at_5fa": 0.05, "tpr_at_1fa": 0.01}
+#: The names `threshold_figures` returns, in its order.
+THRESHOLD_FIGURES = (*FALSE_ALARM_RATES, "balanced_accuracy", "false_alarm_rate", "tpr")
 
 
 def _weights(scores: np.ndarray, weights: np.ndarray | None) -> np.ndarray:

@@ -11,7 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tamperscan.cli import app
-from tamperscan.evaluate import METHODS, THRESHOLD_FIGURES, evaluate, read_manifest
+from tamperscan.evaluate import METHODS, evaluate, read_manifest
+from tamperscan.image_metrics import THRESHOLD_FIGURES
 from tests.helpers import random_weights_config
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
