@@ -25,6 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tamperscan.nets import build_model, load_config
+from tamperscan.nets.build import parse_config
 from tamperscan.sysinfo import cpu_model
 
 PAIRS = (("two_stream_paper", "two_stream"), ("wcbnet_paper", "wcbnet"))
@@ -42,8 +43,7 @@ def median_seconds(fn: Callable[[], object], runs: int) -> float:
 
 def inputs_for(cfg: dict) -> tuple[torch.Tensor, ...]:
     size = cfg["input_size"]
-    count = 2 if cfg["arch"] == "two_stream" else 1
-    return tuple(torch.rand(1, 3, size, size) for _ in range(count))
+    return tuple(torch.rand(1, 3, size, size) for _ in parse_config(cfg).input_names)
 
 
 def onnx_seconds(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], runs: int,

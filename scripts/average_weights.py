@@ -58,8 +58,8 @@ def main() -> None:
             ForgerySynthesizer(train_photos, seed=args.seed,
                                config=SynthConfig(copy_move_mask=args.copy_move_mask,
                                                   p_photometric=args.photometric)),
-            args.bn_samples, *sample_sizes(args.net, args.train_size))
-        recompute_batchnorm(args.net, model, DataLoader(samples, batch_size=8))
+            args.bn_samples, *sample_sizes(load_config(args.net), args.train_size))
+        recompute_batchnorm(model, DataLoader(samples, batch_size=8))
         averaged = {k: v.to(averaged[k].dtype).contiguous()
                     for k, v in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

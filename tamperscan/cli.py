@@ -118,6 +118,12 @@ def train(
     keep_weights: Annotated[bool, typer.Option(
         help="Keep every validation step's weights (OUT/weights/) to choose one afterwards.",
     )] = False,
+    init_backbone: Annotated[Path | None, typer.Option(
+        help="WCBnet on the localizer's streams: copy them from these localizer weights.",
+    )] = None,
+    freeze_backbone: Annotated[bool, typer.Option(
+        help="Train WCBnet's heads only (the backbone keeps its weights and statistics).",
+    )] = False,
 ) -> None:
     """Train a net on synthetic forgeries made on the fly from authentic photos."""
     from tamperscan.train.loop import TrainSettings
@@ -133,6 +139,8 @@ def train(
                              workers=workers, copy_move_mask=copy_move_mask,
                              photometric=photometric,
                              init_weights=str(init_weights) if init_weights else None,
+                             init_backbone=str(init_backbone) if init_backbone else None,
+                             freeze_backbone=freeze_backbone,
                              max_minutes=max_minutes, keep_weights=keep_weights)
     metrics = run_train(settings, resume=resume, log=console.print)
     print(json.dumps(metrics))

@@ -106,6 +106,7 @@ class ScanService:
         self.versions = next(s for s in self.back if isinstance(s, Fuse)).versions
         self.cpu_slots = asyncio.Semaphore(settings.decode_concurrency)
         self.remote = remote  # deployment name -> DeploymentHandle
+        self.reads = {name: stage.reads(config) for name, stage in REMOTE_STAGES.items()}
         self.thresholds = {"tamper": config.tamper_threshold, "mask": config.mask_threshold,
                            "refine": config.refine.threshold}
 
@@ -117,7 +118,7 @@ class ScanService:
     async def _call(self, name: str, batch: Batch) -> Batch:
         # Only what the stage reads crosses to its deployment (the file's bytes, the other
         # stages' inputs and outputs stay in the ingress).
-        batch = {k: batch[k] for k in ("uri", *_ROW_STATE, *REMOTE_STAGES[name].reads)}
+        batch = {k: batch[k] for k in ("uri", *_ROW_STATE, *self.reads[name])}
         try:
             return await self.remote[name].remote(batch)
         except BackPressureError as exc:

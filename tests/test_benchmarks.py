@@ -21,6 +21,7 @@ from benchmarks import (
     int8_fidelity,
     jpeg_cost,
     serve_load,
+    shared_backbone,
     stages,
     throughput,
 )
@@ -229,3 +230,9 @@ def test_jpeg_cost_times_the_jpeg_stage_against_the_rest_of_the_graph(capsys):
     assert _positive(result["graph_ms"]) and _positive(result["jpeg_ms"])
     assert result["ratio"] == pytest.approx(result["jpeg_ms"] / result["graph_ms"])
     assert "more CPU per image" in capsys.readouterr().out
+
+
+def test_shared_backbone_times_both_layouts_and_checks_they_agree(capsys):
+    result = shared_backbone.main(["--batch", "1", "--runs", "1"])
+    assert all(_positive(v) for v in result.values())
+    assert "one encoder pass" in capsys.readouterr().out

@@ -94,3 +94,39 @@ def test_output_columns_are_named_once():
     read the results)."""
     names = output_schema().names
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_wcbnet_inputs_follow_its_backbone(tmp_path):
+    """A WCBnet on the localizer's streams reads the localizer's inputs: the decoder makes
+    no signed ELA, Detect (and the endpoint's call to its deployment) reads rgb + ela, and
+    its CAM reaches refinement; the ResNet WCBnet reads signed ELA."""
+    import torch
+    import yaml
+
+    from tamperscan.nets.build import build_model, load_config, save_weights
+    from tamperscan.stages import Detect, input_sizes
+
+    base = random_weights_config(tmp_path)
+    streams = {**load_config("wcbnet"), "backbone": "two_stream", "input_size": 384,
+               "embed_dim": 8, "attention_dim": 4}
+    (tmp_path / "streams.yaml").write_text(yaml.safe_dump(streams))
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump({**streams, "input_size": 256}))
+    torch.manual_seed(0)
+    save_weights(build_model(streams), tmp_path / "streams.safetensors")
+    config = base.model_copy(update={"wcbnet_config": str(tmp_path / "streams.yaml"),
+                                     "wcbnet_weights": str(tmp_path / "streams.safetensors")})
+    assert Detect.reads(config) == ("rgb", "ela")
+    assert input_sizes(config) == (384, 0)
+    paper = base.model_copy(update={"wcbnet_config": "wcbnet_paper"})
+    assert Detect.reads(paper) == ("sela",) and input_sizes(paper) == (384, 384)
+    with pytest.raises(ValueError, match="takes its size"):
+        input_sizes(base.model_copy(update={"wcbnet_config": str(tmp_path / "small.yaml")}))
+
+    images = bytes_batch([encode(natural_image(80, 120, 2), "JPEG"), b"not an image"])
+    stages = graph.build_stages(config, inspect=True)
+    decoded = stages[0](dict(images))
+    assert "sela" not in decoded
+    out = graph.analyse(stages, dict(images))
+    assert list(out["status"]) == ["ok", "error"]
+    assert out["cam"].shape == (2, 96, 96) and out["cam"][0].max() > 0
+    assert out["refined"][0] and out["refined_map"][0].any()

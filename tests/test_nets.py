@@ -16,6 +16,7 @@ from tamperscan.nets import (
     load_weights,
     save_weights,
 )
+from tamperscan.nets.build import load_localizer_streams, read_weights_metadata
 from tamperscan.nets.two_stream import IMAGENET_MEAN
 from tamperscan.nets.wcbnet import CrossBlockAttention, ResNetBlocks
 
@@ -172,3 +173,49 @@ def test_weights_roundtrip_fp32_exact_fp16_close(tmp_path):
     with pytest.raises(ValueError, match="embed_dim"):
         load_weights(_small_wcbnet(embed_dim=16), tmp_path / "w0.safetensors")
     load_weights(_small_wcbnet(input_size=128), tmp_path / "w0.safetensors")  # layout-free key
+
+
+def test_wcbnet_on_the_localizers_streams_sees_the_localizers_features(tmp_path):
+    """backbone: two_stream reads (rgb, ela); the localizer's streams load into it, so its
+    blocks are the localizer's fused blocks exactly; other weight files are refused."""
+    torch.manual_seed(0)
+    localizer = build_model({**load_config("two_stream"), "input_size": 64}).eval()
+    save_weights(localizer, tmp_path / "localizer.safetensors")
+    cfg = {"arch": "wcbnet", "backbone": "two_stream", "input_size": 64, "embed_dim": 8,
+           "attention_dim": 4}
+    model = build_model(cfg).eval()
+    assert model.config.input_names == ("rgb", "ela")
+    assert load_localizer_streams(model, tmp_path / "localizer.safetensors") == len(
+        [k for k in localizer.state_dict() if k.startswith(("rgb_stream.", "ela_stream."))])
+    rgb, ela = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for ours, theirs in zip(model.backbones[0](rgb, ela), localizer.fused(rgb, ela),
+                                strict=True):
+            assert torch.equal(ours, theirs)
+        logits, cams = model(rgb, ela)
+    assert logits.shape == (2, 3) and cams.shape == (2, 3, 16, 16)
+    resnet = _small_wcbnet()
+    save_weights(resnet, tmp_path / "resnet.safetensors")
+    with pytest.raises(ValueError, match="not two_stream"):
+        load_localizer_streams(model, tmp_path / "resnet.safetensors")
+    narrow = build_model({**load_config("two_stream"), "width_multiplier": 0.25})
+    save_weights(narrow, tmp_path / "narrow.safetensors")
+    with pytest.raises(ValueError, match="does not fit"):
+        load_localizer_streams(model, tmp_path / "narrow.safetensors")
+
+
+def test_weights_saved_before_a_config_key_existed_still_load(tmp_path):
+    """A key added to the config later (the two_stream backbone's width) reads as its
+    default when the file's config lacks it."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = _small_wcbnet()
+    save_weights(model, tmp_path / "w.safetensors")
+    meta = dict(read_weights_metadata(tmp_path / "w.safetensors"))
+    old = {k: v for k, v in json.loads(meta["config"]).items()
+           if k not in ("width_multiplier", "ca_reduction")}
+    save_file(load_file(str(tmp_path / "w.safetensors")), str(tmp_path / "old.safetensors"),
+              metadata={**meta, "config": json.dumps(old)})
+    load_weights(_small_wcbnet(), tmp_path / "old.safetensors")

@@ -16,6 +16,7 @@ from tests.helpers import randomize_norm_stats
 @pytest.mark.parametrize(("name", "inputs", "outputs"), [
     ("two_stream", ["rgb", "ela"], ["logits"]),
     ("wcbnet", ["signed_ela"], ["logits", "cams"]),
+    ("wcbnet_streams", ["rgb", "ela"], ["logits", "cams"]),
 ])
 def test_onnx_matches_torch(tmp_path, name: str, inputs: list[str], outputs: list[str]):
     cfg = load_config(name)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tamperscan.nets.build import build_model, load_config, load_weights
+from tamperscan.nets.build import build_model, load_config, load_weights, save_weights
 from tamperscan.stages import map_score
 from tamperscan.train.average import average_state_dicts, recompute_batchnorm
 from tamperscan.train.data import SyntheticForgeries
@@ -170,7 +170,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_given_batches(photos):
     data = SyntheticForgeries(ForgerySynthesizer(photos, seed=7), 8, 64, 64)
     first_bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert torch.all(first_bn.running_mean == 0)  # fresh statistics
-    recompute_batchnorm("two_stream", model, torch.utils.data.DataLoader(data, batch_size=4))
+    recompute_batchnorm(model, torch.utils.data.DataLoader(data, batch_size=4))
     assert not model.training
     assert first_bn.running_mean.abs().sum() > 0
     assert first_bn.num_batches_tracked == 2
@@ -207,3 +207,31 @@ def test_training_seed_does_not_move_the_held_apart_photos(photos, tmp_path, mon
     assert b_seed != a_seed  # the training stream does follow the seed
     c_train, _, c_val, _ = streams(seed=2, split_seed=1)
     assert c_val != a_val and not c_val & c_train
+
+
+def test_heads_train_on_the_localizers_frozen_streams(photos, tmp_path):
+    """--init-backbone copies a localizer's streams in, --freeze-backbone keeps them (weights
+    and BatchNorm statistics) bit for bit while the heads learn."""
+    localizer = build_model(TINY["two_stream"])
+    for module in localizer.modules():  # statistics a fresh net would not have
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+    save_weights(localizer, tmp_path / "localizer.safetensors")
+    cfg = {**TINY["wcbnet"], "backbone": "two_stream", "width_multiplier": 0.25}
+    settings = TrainSettings(net="wcbnet", config="unused", data_root="unused",
+                             out_dir=str(tmp_path / "run"), steps=6, batch_size=4,
+                             optimizer="adam", lr=1e-2, val_samples=4, val_every=6,
+                             workers=0, fp16_weights=False,
+                             init_backbone=str(tmp_path / "localizer.safetensors"),
+                             freeze_backbone=True)
+    train(settings, log=lambda _: None, photos=photos, model_config=cfg)
+    trained = build_model(cfg)
+    load_weights(trained, tmp_path / "run" / "wcbnet.safetensors")
+    streams = {k: v for k, v in localizer.state_dict().items()
+               if k.startswith(("rgb_stream.", "ela_stream."))}
+    for key, value in streams.items():
+        assert torch.equal(trained.state_dict()[f"backbones.0.{key}"], value), key
+    fresh = build_model(cfg)
+    assert any(not torch.equal(a, b) for (k, a), b in
+               zip(trained.state_dict().items(), fresh.state_dict().values(), strict=True)
+               if k.startswith("heads."))

@@ -31,8 +31,8 @@ class Engine(ABC):
 
     Inputs are B x 3 x H x W arrays (converted to C-contiguous float32); outputs are float32
     numpy arrays whatever precision the backend computes in. Names follow
-    ``tamperscan.export.IO_NAMES`` (two_stream: rgb, ela -> logits; wcbnet: signed_ela ->
-    logits, cams).
+    ``tamperscan.export.io_names`` (two_stream: rgb, ela -> logits; wcbnet: its config's
+    inputs -> logits, cams).
     """
 
     #: Registry name, e.g. "onnxruntime".

@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tamperscan.export import MIN_OPSET, export_onnx, io_names
+from tamperscan.export import MIN_OPSET, export_onnx
 
 REDUCED_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -92,43 +91,6 @@ def cached_file(path: Path, build: Callable[[Path], None]) -> Path:
     return path
 
 
-class _ReducedPrecision(nn.Module):
-    """float32 I/O around a float16/bfloat16 copy of the net. Strongly typed TensorRT takes
-    precision from the graph (BuilderFlag.FP16 is deprecated since TensorRT 10.12), and fp32 I/O
-    keeps the engine contract the same for every precision."""
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.inner = copy.deepcopy(model).eval().to(dtype)
-        self.dtype = dtype
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        outputs = self.inner(*(x.to(self.dtype) for x in inputs))
-        if isinstance(outputs, tuple):
-            return tuple(o.float() for o in outputs)
-        return outputs.float()
-
-
-def export_reduced_onnx(model: nn.Module, path: Path, input_size: int, precision: str,
-                        opset: int = MIN_OPSET) -> Path:
-    """Like ``export_onnx`` but with fp16/bf16 weights and compute (fp32 graph I/O)."""
-    inputs, outputs = io_names(model)
-    wrapper = _ReducedPrecision(model, REDUCED_DTYPES[precision]).eval()
-    example = tuple(torch.rand(2, 3, input_size, input_size) for _ in inputs)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    dynamic_shapes = {"inputs": tuple({0: batch} for _ in inputs)}  # forward(*inputs)
-    with torch.no_grad(), warnings.catch_warnings():
-        # As in export_onnx: the exporter warns that it renames the batch axis to its own name.
-        warnings.filterwarnings("ignore", message=".*axis name.*")
-        program = torch.onnx.export(
-            wrapper, example, dynamo=True, opset_version=opset, input_names=list(inputs),
-            output_names=list(outputs), dynamic_shapes=dynamic_shapes,
-            external_data=False, verbose=False,
-        )
-    program.save(str(path), external_data=False)
-    return path
-
-
 def onnx_cache_path(model: nn.Module, cache_dir: Path, input_size: int,
                     precision: str = "fp32", opset: int = MIN_OPSET) -> Path:
     """Where ``cached_onnx`` keeps this graph: one file per (weights, config, size,
@@ -149,10 +111,8 @@ def cached_onnx(model: nn.Module, cache_dir: Path, input_size: int, precision: s
 
     def build(tmp: Path) -> None:
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        if precision == "fp32":
-            export_onnx(model, tmp, input_size, opset=opset)
-        else:
-            export_reduced_onnx(model, tmp, input_size, precision, opset=opset)
+        export_onnx(model, tmp, input_size, opset=opset,
+                    dtype=REDUCED_DTYPES.get(precision, torch.float32))
 
     return cached_file(path, build)
 

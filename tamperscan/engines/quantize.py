@@ -79,10 +79,10 @@ def calibration_feeds(model: nn.Module, input_size: int) -> Iterator[dict[str, n
     for index in range(recipe["samples"]):
         image = decode_image(synth.sample(index).image_bytes)
         inputs = model_inputs(image.rgb, recipe["ela_quality"], input_size, input_size)
-        if names == ("rgb", "ela"):  # as stages.Localize feeds the localizer
-            arrays = {"rgb": inputs.rgb / np.float32(255.0), "ela": inputs.ela}
-        else:  # as stages.Detect feeds WCBnet
-            arrays = {names[0]: inputs.sela}
+        # as the net stages feed the nets (stages.nets.net_feeds)
+        columns = {"rgb": inputs.rgb / np.float32(255.0), "ela": inputs.ela,
+                   "signed_ela": inputs.sela}
+        arrays = {name: columns[name] for name in names}
         yield {name: np.ascontiguousarray(a.transpose(2, 0, 1)[None], np.float32)
                for name, a in arrays.items()}
 

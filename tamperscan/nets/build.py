@@ -29,7 +29,7 @@ ARCHS: dict[str, tuple[type, type[nn.Module]]] = {
 _LAYOUT_FREE_KEYS = {"input_size", "dropout"}
 
 
-def _parse(cfg: Mapping[str, Any]) -> TwoStreamConfig | WCBNetConfig:
+def parse_config(cfg: Mapping[str, Any]) -> TwoStreamConfig | WCBNetConfig:
     arch = cfg.get("arch")
     if arch not in ARCHS:
         raise ValueError(f"config needs arch in {sorted(ARCHS)}, got {arch!r}")
@@ -50,12 +50,12 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(handle)
     if not isinstance(raw, Mapping):
         raise ValueError(f"{path}: expected a mapping, got {type(raw).__name__}")
-    return _parse(raw).to_dict()
+    return parse_config(raw).to_dict()
 
 
 def build_model(cfg: Mapping[str, Any] | TwoStreamConfig | WCBNetConfig) -> nn.Module:
     """Randomly initialised net for ``cfg`` (load weights separately)."""
-    config = cfg if isinstance(cfg, TwoStreamConfig | WCBNetConfig) else _parse(cfg)
+    config = cfg if isinstance(cfg, TwoStreamConfig | WCBNetConfig) else parse_config(cfg)
     _, model_cls = ARCHS[config.arch]
     return model_cls(config)
 
@@ -89,7 +89,8 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> dic
     meta = read_weights_metadata(path)
     config = getattr(model, "config", None)
     if config is not None and "config" in meta:
-        saved = {k: v for k, v in json.loads(meta["config"]).items()
+        # defaults filled in: a key added since the file was saved reads as its default
+        saved = {k: v for k, v in parse_config(json.loads(meta["config"])).to_dict().items()
                  if k not in _LAYOUT_FREE_KEYS}
         ours = {k: v for k, v in config.to_dict().items() if k not in _LAYOUT_FREE_KEYS}
         if saved != ours:
@@ -106,3 +107,28 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> dic
         state[key] = tensor
     model.load_state_dict(state, strict=strict)
     return meta
+
+
+def load_localizer_streams(model: nn.Module, localizer_weights: str | Path) -> int:
+    """Copy a trained localizer's RGB and ELA streams into every ``two_stream`` backbone of a
+    WCBnet (same parameter names under ``backbones.<i>.``); the heads keep their weights.
+    Returns the number of tensors copied. Raises ValueError when the file is not a localizer
+    whose streams fit."""
+    arch = read_weights_metadata(localizer_weights).get("arch", "two_stream")
+    if arch != "two_stream":  # averaged weights carry no metadata: their shapes are checked
+        raise ValueError(f"{localizer_weights}: not two_stream weights (arch={arch!r})")
+    streams = {key: tensor for key, tensor in load_file(str(localizer_weights)).items()
+               if key.startswith(("rgb_stream.", "ela_stream."))}
+    target = model.state_dict()
+    state = {}
+    for index in range(len(getattr(model, "backbones", []))):
+        for key, tensor in streams.items():
+            name = f"backbones.{index}.{key}"
+            if name not in target or target[name].shape != tensor.shape:
+                raise ValueError(f"{localizer_weights}: {key} does not fit this model's "
+                                 "backbone (a two_stream WCBnet of the localizer's width)")
+            state[name] = tensor.to(target[name].dtype)
+    if not state:
+        raise ValueError("the model has no backbone to load the localizer's streams into")
+    model.load_state_dict(state, strict=False)
+    return len(state)

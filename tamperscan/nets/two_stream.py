@@ -49,6 +49,10 @@ class TwoStreamConfig:
             raise ValueError(f"not a two_stream config: arch={self.arch!r}")
         object.__setattr__(self, "ppm_bins", tuple(int(b) for b in self.ppm_bins))
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ("rgb", "ela")
+
     @classmethod
     def from_any(cls, cfg: TwoStreamConfig | Mapping[str, Any] | None) -> TwoStreamConfig:
         if cfg is None:
@@ -81,20 +85,37 @@ class AttentiveMobileNet(nn.Module):
         return features
 
 
-class TwoStreamLocalizer(nn.Module):
-    """forward(rgb in [0,1], ela) -> tamper logits B x 1 x H x W (sigmoid gives probability)."""
+class TwoStreamEncoder(nn.Module):
+    """The localizer's two MobileNetV1 streams (RGB normalised to ImageNet statistics inside,
+    ELA as is). WCBnet's ``two_stream`` backbone is this module too, so the localizer's
+    trained streams load into it under the same parameter names."""
 
-    def __init__(self, cfg: TwoStreamConfig | Mapping[str, Any] | None = None) -> None:
+    def __init__(self, width_multiplier: float, ca_reduction: int) -> None:
         super().__init__()
-        self.config = TwoStreamConfig.from_any(cfg)
-        c = self.config
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
                              persistent=False)
-        self.ela_stream = AttentiveMobileNet(c.width_multiplier, c.ca_reduction)
-        self.rgb_stream = AttentiveMobileNet(c.width_multiplier, c.ca_reduction)
-        channels = self.ela_stream.out_channels
+        self.ela_stream = AttentiveMobileNet(width_multiplier, ca_reduction)
+        self.rgb_stream = AttentiveMobileNet(width_multiplier, ca_reduction)
+        self.out_channels = self.ela_stream.out_channels
+
+    def fused(self, rgb: torch.Tensor, ela: torch.Tensor) -> list[torch.Tensor]:
+        """[F1..F5] of both streams fused by ADD, as the localizer fuses F3 and F5."""
+        rgb_features = self.rgb_stream((rgb - self.rgb_mean) / self.rgb_std)
+        return [r + e for r, e in zip(rgb_features, self.ela_stream(ela), strict=True)]
+
+    forward = fused
+
+
+class TwoStreamLocalizer(TwoStreamEncoder):
+    """forward(rgb in [0,1], ela) -> tamper logits B x 1 x H x W (sigmoid gives probability)."""
+
+    def __init__(self, cfg: TwoStreamConfig | Mapping[str, Any] | None = None) -> None:
+        c = TwoStreamConfig.from_any(cfg)
+        super().__init__(c.width_multiplier, c.ca_reduction)
+        self.config = c
+        channels = self.out_channels
         self.ppm = PyramidPooling(channels[4], c.ppm_channels, c.decoder_channels, c.ppm_bins)
         if c.skip_f3:
             self.skip_proj = conv_bn_relu(channels[2], c.skip_channels)
@@ -104,13 +125,14 @@ class TwoStreamLocalizer(nn.Module):
         self.classifier = nn.Conv2d(c.decoder_channels, 1, 1)
 
     def forward(self, rgb: torch.Tensor, ela: torch.Tensor) -> torch.Tensor:
-        size = rgb.shape[-2:]
-        rgb_features = self.rgb_stream((rgb - self.rgb_mean) / self.rgb_std)
-        ela_features = self.ela_stream(ela)
-        x = self.ppm(rgb_features[4] + ela_features[4])
+        return self.decode(self.fused(rgb, ela), rgb.shape[-2:])
+
+    def decode(self, features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """Fused blocks -> logits at ``size``: what follows the encoder."""
+        x = self.ppm(features[4])
         if self.config.skip_f3:
-            skip = self.skip_proj(rgb_features[2] + ela_features[2])
+            skip = self.skip_proj(features[2])
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = self.skip_fuse(torch.cat([x, skip], dim=1))
         logits = self.classifier(self.dropout(x))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)

@@ -20,6 +20,13 @@ per head, bilinearly resized to block-2 resolution (input / 4), not normalised.
 
 ``separate_backbones: true`` gives every head its own ResNet (the paper trains one WCBnet per
 i); the default shares one backbone so a single forward pass yields all views.
+
+``backbone: two_stream`` (not in the paper) is the localizer's encoder: RGB and absolute-ELA
+MobileNetV1 streams, blocks fused by ADD, inputs (rgb, ela) instead of signed ELA. The
+localizer's trained streams load into it (`tamperscan.nets.build.load_localizer_streams`), so
+the cross-block heads start from features that already tell forged from authentic pixels
+(MODEL_CARD.md, the thirteenth session's probe). Its F1 has stride 2, so the heads' CAMs are
+still brought to F2's stride 4.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ import torchvision
 from torch import nn
 
 from tamperscan.nets.mobilenet_v1 import conv_bn_relu
+from tamperscan.nets.two_stream import TwoStreamEncoder
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "two_stream")
 NUM_BLOCKS = 5
 CAM_BLOCK = 2
 
@@ -53,6 +61,10 @@ class WCBNetConfig:
     #: Width of the query/key vectors of the attention across blocks.
     attention_dim: int = 32
     separate_backbones: bool = False
+    #: The ``two_stream`` backbone's width and Coordinate Attention reduction (the
+    #: localizer's, so its streams load); unused by the ResNets.
+    width_multiplier: float = 0.5
+    ca_reduction: int = 32
 
     def __post_init__(self) -> None:
         if self.arch != "wcbnet":
@@ -63,6 +75,12 @@ class WCBNetConfig:
         if not blocks or any(not 1 <= b <= NUM_BLOCKS for b in blocks):
             raise ValueError(f"head_blocks must be in 1..{NUM_BLOCKS}, got {blocks}")
         object.__setattr__(self, "head_blocks", blocks)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The forward pass's inputs: signed ELA for the paper's ResNets, RGB in [0, 1] and
+        absolute ELA for the localizer's streams."""
+        return ("rgb", "ela") if self.backbone == "two_stream" else ("signed_ela",)
 
     @classmethod
     def from_any(cls, cfg: WCBNetConfig | Mapping[str, Any] | None) -> WCBNetConfig:
@@ -157,38 +175,77 @@ class CrossBlockHead(nn.Module):
                                              attention_dim)
         self.classifier = nn.Linear(self.attention.out_channels, 1)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, features: Sequence[torch.Tensor],
+                ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """(logit, CAM at Fc's resolution, the CAM resolution: F2's size)."""
         fc = self.attention(features)
         logit = self.classifier(fc.mean(dim=(2, 3)))[:, 0]
         weight = self.classifier.weight.view(1, -1, 1, 1)
         cam = F.relu(F.conv2d(fc, weight))                        # B 1 h w
-        return logit, cam
+        return logit, cam, _cam_size(features)
+
+
+def backbone_blocks(config: WCBNetConfig) -> nn.Module:
+    if config.backbone == "two_stream":
+        return TwoStreamEncoder(config.width_multiplier, config.ca_reduction)
+    return ResNetBlocks(config.backbone)
 
 
 class WCBNet(nn.Module):
-    """forward(signed_ela) -> (logits B x heads, cams B x heads x H/4 x W/4)."""
+    """forward(*inputs named by ``config.input_names``) -> (logits B x heads,
+    cams B x heads x H/4 x W/4)."""
 
     def __init__(self, cfg: WCBNetConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.config = WCBNetConfig.from_any(cfg)
         c = self.config
         count = len(c.head_blocks) if c.separate_backbones else 1
-        self.backbones = nn.ModuleList(ResNetBlocks(c.backbone) for _ in range(count))
+        self.backbones = nn.ModuleList(backbone_blocks(c) for _ in range(count))
         channels = self.backbones[0].out_channels
         self.heads = nn.ModuleList(
             CrossBlockHead(channels, block, c.embed_dim, c.attention_dim)
             for block in c.head_blocks
         )
+        self.backbone_frozen = False
 
-    def forward(self, signed_ela: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shared = None if self.config.separate_backbones else self.backbones[0](signed_ela)
-        logits, cams = [], []
-        for index, head in enumerate(self.heads):
-            features = shared if shared is not None else self.backbones[index](signed_ela)
-            logit, cam = head(features)
-            logits.append(logit)
-            cams.append(resize_cam(cam, features[CAM_BLOCK - 1].shape[-2:]))
-        return torch.stack(logits, dim=1), torch.cat(cams, dim=1)
+    def freeze_backbone(self) -> None:
+        """Train the heads only: the backbones keep their weights and BatchNorm statistics
+        (eval mode even in ``train()``), and no gradient flows into them."""
+        self.backbone_frozen = True
+        self.backbones.requires_grad_(False)
+        self.backbones.eval()
+
+    def train(self, mode: bool = True) -> WCBNet:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbones.eval()
+        return self
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+            shared = None if self.config.separate_backbones else self.backbones[0](*inputs)
+        if shared is not None:
+            return self.classify(shared)
+        views = [head(backbone(*inputs)) for head, backbone in zip(self.heads, self.backbones,
+                                                                   strict=True)]
+        return _stacked(views)
+
+    def classify(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every head on one backbone's blocks [F1..F5]: (logits, CAMs at stride 4). With the
+        localizer's streams, its blocks (``TwoStreamEncoder.fused``) can be passed in."""
+        return _stacked([head(features) for head in self.heads])
+
+
+def _stacked(views: Sequence[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]],
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = torch.stack([logit for logit, _, _ in views], dim=1)
+    return logits, torch.cat([resize_cam(cam, size) for _, cam, size in views], dim=1)
+
+
+def _cam_size(features: Sequence[torch.Tensor]) -> tuple[int, int]:
+    """The CAM resolution: F2's, stride 4 in every backbone."""
+    height, width = features[CAM_BLOCK - 1].shape[-2:]
+    return int(height), int(width)
 
 
 def resize_cam(cam: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

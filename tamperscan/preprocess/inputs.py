@@ -14,7 +14,7 @@ from tamperscan.preprocess.ela import ela_both, resize_to
 class ModelInputs:
     rgb: np.ndarray   # (S, S, 3) uint8, localizer size
     ela: np.ndarray   # (S, S, 3) float32 absolute ELA, localizer size
-    sela: np.ndarray  # (C, C, 3) float32 signed ELA, WCBnet size
+    sela: np.ndarray | None  # (C, C, 3) float32 signed ELA, WCBnet size; None when C is 0
     #: (H, W) float32 channel-mean absolute ELA at the original size, when asked for
     ela_level: np.ndarray | None = None
 
@@ -22,11 +22,12 @@ class ModelInputs:
 def model_inputs(rgb: np.ndarray, quality: int, ts_size: int, cb_size: int,
                  keep_level: bool = False) -> ModelInputs:
     """ELA at the original resolution (the JPEG grid lives there), then resize each input.
-    ``keep_level``: also the full-resolution ELA level map (the ELA baseline's map)."""
+    ``keep_level``: also the full-resolution ELA level map (the ELA baseline's map).
+    ``cb_size`` 0: no signed ELA (no net reads it)."""
     absolute, signed = ela_both(rgb, quality)  # one JPEG round trip for both
     return ModelInputs(
         rgb=resize_to(rgb, ts_size),
         ela=resize_to(absolute, ts_size),
-        sela=resize_to(signed, cb_size),
+        sela=resize_to(signed, cb_size) if cb_size else None,
         ela_level=absolute.mean(axis=2) if keep_level else None,
     )

@@ -8,20 +8,28 @@ import numpy as np
 
 from tamperscan.batch import Batch, mark_error, objects, size, strings
 from tamperscan.config import PipelineConfig
-from tamperscan.nets.build import load_config
+from tamperscan.nets.build import load_config, parse_config
 from tamperscan.preprocess.decode import DecodeLimits, ImageError, decode_image
 from tamperscan.preprocess.inputs import model_inputs
 
 
 def input_sizes(config: PipelineConfig) -> tuple[int, int]:
-    """(two-stream input size, WCBnet input size) from the model configs."""
-    return (int(load_config(config.two_stream_config)["input_size"]),
-            int(load_config(config.wcbnet_config)["input_size"]))
+    """(two-stream input size, signed-ELA size) from the model configs; the second is 0 when
+    no net reads signed ELA (a WCBnet on the localizer's streams reads the localizer's
+    inputs, which must then be its size too)."""
+    localizer = int(load_config(config.two_stream_config)["input_size"])
+    wcbnet = parse_config(load_config(config.wcbnet_config))
+    if "signed_ela" in wcbnet.input_names:
+        return localizer, int(wcbnet.input_size)
+    if wcbnet.input_size != localizer:
+        raise ValueError(f"{config.wcbnet_config}: a WCBnet that reads the localizer's inputs "
+                         f"takes its size, {localizer}, not {wcbnet.input_size}")
+    return localizer, 0
 
 
 class DecodeELA:
-    """bytes -> RGB and absolute ELA at the localizer size, signed ELA at the WCBnet size
-    (ELA at the original resolution, where the JPEG grid lives, then resized). The bytes
+    """bytes -> RGB and absolute ELA at the localizer size, signed ELA at the WCBnet size when
+    it reads it (ELA at the original resolution, where the JPEG grid lives, then resized). The bytes
     pass through for evidence stages that read the file itself.
 
     ``originals=True`` also keeps, per row, the decoded RGB and the channel-mean absolute ELA
@@ -47,9 +55,10 @@ class DecodeELA:
             "width": np.zeros(n, np.int32), "height": np.zeros(n, np.int32),
             "rgb": np.zeros((n, ts, ts, 3), np.uint8),
             "ela": np.zeros((n, ts, ts, 3), np.float16),
-            "sela": np.zeros((n, cb, cb, 3), np.float16),
             "t_decode": np.zeros(n, np.float32),
         }
+        if cb:
+            out["sela"] = np.zeros((n, cb, cb, 3), np.float16)
         originals: list = [None] * n
         levels: list = [None] * n
         for i in np.flatnonzero(out["status"] == "ok"):
@@ -58,7 +67,9 @@ class DecodeELA:
                 image = decode_image(bytes(batch["data"][i]), self.limits)
                 out["width"][i], out["height"][i] = image.width, image.height
                 inputs = model_inputs(image.rgb, self.quality, ts, cb, self.originals)
-                out["rgb"][i], out["ela"][i], out["sela"][i] = inputs.rgb, inputs.ela, inputs.sela
+                out["rgb"][i], out["ela"][i] = inputs.rgb, inputs.ela
+                if cb:
+                    out["sela"][i] = inputs.sela
                 if self.originals:
                     originals[i], levels[i] = image.rgb, inputs.ela_level
             except ImageError as exc:

@@ -12,7 +12,7 @@ from scipy.special import expit
 from tamperscan.batch import Batch, mark_error, ok_rows, size, with_row_state
 from tamperscan.config import PipelineConfig, model_path
 from tamperscan.engines import build_engine
-from tamperscan.nets.build import build_model, load_config, load_weights
+from tamperscan.nets.build import build_model, load_config, load_weights, parse_config
 from tamperscan.refine.cam import fuse_geometric, normalize_cams
 
 
@@ -28,6 +28,18 @@ def nchw(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
 
 
+#: The decoder's column behind each net input name (rgb is scaled to [0, 1] on the way).
+INPUT_COLUMNS = {"rgb": "rgb", "ela": "ela", "signed_ela": "sela"}
+
+
+def net_feeds(batch: Batch, rows: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A net's inputs for ``rows``, NCHW float32, built the same way for every net."""
+    feeds = {name: nchw(batch[INPUT_COLUMNS[name]][rows]) for name in names}
+    if "rgb" in feeds:
+        feeds["rgb"] /= 255.0
+    return feeds
+
+
 class NetStage:
     """One net from config + weights in the configured engine; subclasses say which net
     (``config_attr``/``weights_attr``) and what to compute from its outputs."""
@@ -36,9 +48,14 @@ class NetStage:
     config_attr: str
     weights_attr: str
     timing: str
-    #: The input columns it reads (besides ``uri`` and the row state): all a front door that
-    #: runs it elsewhere (the endpoint's deployments) has to send.
-    reads: tuple[str, ...]
+
+    @classmethod
+    def reads(cls, config: PipelineConfig) -> tuple[str, ...]:
+        """The input columns it reads (besides ``uri`` and the row state): all a front door
+        that runs it elsewhere (the endpoint's deployments) has to send. Its net's config
+        names them."""
+        net = parse_config(load_config(getattr(config, cls.config_attr)))
+        return tuple(INPUT_COLUMNS[name] for name in net.input_names)
 
     def __init__(self, config: PipelineConfig) -> None:
         net_config = load_config(getattr(config, self.config_attr))
@@ -84,15 +101,13 @@ class Localize(NetStage):
     """Two-stream localizer: per-pixel tamper probability at the model size + image score."""
 
     config_attr, weights_attr, timing = "two_stream_config", "two_stream_weights", "t_localize"
-    reads = ("rgb", "ela")
 
     def empty(self, n: int) -> Batch:
         return {"ts_map": np.zeros((n, self.size, self.size), np.float16),
                 "score_two_stream": np.zeros(n, np.float32)}
 
     def compute(self, batch: Batch, rows: np.ndarray) -> Batch:
-        logits = self.engine({"rgb": nchw(batch["rgb"][rows]) / 255.0,
-                              "ela": nchw(batch["ela"][rows])})["logits"]
+        logits = self.engine(net_feeds(batch, rows, self.engine.input_names))["logits"]
         prob = expit(logits[:, 0])
         return {"ts_map": prob.astype(np.float16),
                 "score_two_stream": np.array([map_score(p) for p in prob], np.float32)}
@@ -102,7 +117,6 @@ class Detect(NetStage):
     """WCBnet: p(manipulated) from three cross-block heads and their fused, normalised CAM."""
 
     config_attr, weights_attr, timing = "wcbnet_config", "wcbnet_weights", "t_detect"
-    reads = ("sela",)
 
     def empty(self, n: int) -> Batch:
         c = self.size // 4
@@ -112,7 +126,7 @@ class Detect(NetStage):
                 "cam": np.zeros((n, c, c), np.float16)}
 
     def compute(self, batch: Batch, rows: np.ndarray) -> Batch:
-        out = self.engine({"signed_ela": nchw(batch["sela"][rows])})
+        out = self.engine(net_feeds(batch, rows, self.engine.input_names))
         heads = expit(out["logits"])
         views = normalize_cams(out["cams"])
         return {"score_wcbnet_heads": heads.astype(np.float32),

@@ -39,7 +39,11 @@ class Refine:
     re-running or materialising the upstream, so the cascade lives inside the stage.)"""
 
     kind, timing = "cpu", "t_refine"
-    reads = ("rgb", "cam", "refine")  # sent to its deployment by the endpoint
+
+    @classmethod
+    def reads(cls, config: PipelineConfig) -> tuple[str, ...]:
+        """The columns the endpoint sends to its deployment (as ``NetStage.reads``)."""
+        return ("rgb", "cam", "refine")
 
     def __init__(self, config: PipelineConfig, every_row: bool = False) -> None:
         self.options = config.refine

@@ -38,20 +38,20 @@ def average_state_dicts(state_dicts: list[dict[str, torch.Tensor]]) -> dict[str,
 class _DictInputs(torch.nn.Module):
     """Lets torch's update_bn feed a net its named inputs from one training batch dict."""
 
-    def __init__(self, net: str, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.net, self.model = net, model
+        self.model = model
 
     def forward(self, batch: dict[str, torch.Tensor]):
-        return net_forward(self.net, self.model, batch)
+        return net_forward(self.model, batch)
 
 
-def recompute_batchnorm(net: str, model: torch.nn.Module, batches: Iterable[dict]) -> None:
+def recompute_batchnorm(model: torch.nn.Module, batches: Iterable[dict]) -> None:
     """Re-estimate BatchNorm statistics for averaged weights (SWA's BN update, with
     torch.optim.swa_utils.update_bn): the mean of several checkpoints' running statistics
     is not the statistics of the mean weights' activations. On the validation split this
     raised the averaged localizer's image AUC 0.679 -> 0.694 (MODEL_CARD.md)."""
     from torch.optim.swa_utils import update_bn
 
-    update_bn(batches, _DictInputs(net, model))
+    update_bn(batches, _DictInputs(model))
     model.eval()

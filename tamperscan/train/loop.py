@@ -20,7 +20,14 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from tamperscan.nets.build import build_model, load_config, load_weights, save_weights
+from tamperscan.nets.build import (
+    build_model,
+    load_config,
+    load_localizer_streams,
+    load_weights,
+    parse_config,
+    save_weights,
+)
 from tamperscan.train.data import SyntheticForgeries
 from tamperscan.train.photos import load_photo_manifest, split_photos
 from tamperscan.train.synth import ForgerySynthesizer
@@ -55,6 +62,11 @@ class TrainSettings:
     # Wall-clock budget: stop at the first step past it with a final validation and
     # checkpoint, so a lent GPU's fixed slice of time always ends with usable weights.
     max_minutes: float | None = None
+    # WCBnet on the localizer's streams (``backbone: two_stream``): copy them from these
+    # localizer weights before training, and with ``freeze_backbone`` train the heads only
+    # (the streams then stay the localizer's, bit for bit).
+    init_backbone: str | None = None
+    freeze_backbone: bool = False
     # Also keep the weights of every validation step (OUT/weights/NET-stepN.safetensors), so
     # a checkpoint can be chosen afterwards on a validation split; otherwise only the latest.
     keep_weights: bool = False
@@ -80,28 +92,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def sample_sizes(net: str, size: int) -> tuple[int, int]:
-    """(localizer, WCBnet) input sizes of a training sample for ``net`` at ``size``: the
-    other net's input is made at a token 32 px, unused."""
-    return (size, 32) if net == "two_stream" else (32, size)
+#: The training batch's key behind each net input name (as the stages' INPUT_COLUMNS).
+BATCH_KEYS = {"rgb": "rgb", "ela": "ela", "signed_ela": "sela"}
 
 
-def net_forward(net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+def sample_sizes(cfg: dict, size: int) -> tuple[int, int]:
+    """(rgb/ELA, signed ELA) sizes of a training sample for the net ``cfg`` at ``size``: the
+    input it does not read is made at a token 32 px, unused."""
+    return (32, size) if "signed_ela" in parse_config(cfg).input_names else (size, 32)
+
+
+def net_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                 device: torch.device | None = None):
     """The net's forward pass on a training batch (each net takes its own named inputs)."""
-    if net == "two_stream":
-        return model(batch["rgb"].to(device), batch["ela"].to(device))
-    return model(batch["sela"].to(device))
+    return model(*(batch[BATCH_KEYS[name]].to(device) for name in model.config.input_names))
 
 
 def _loss(
     net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device
 ) -> torch.Tensor:
     if net == "two_stream":
-        logits = net_forward(net, model, batch, device)
+        logits = net_forward(model, batch, device)
         mask = batch["mask"].to(device)
         return F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(logits, mask)
-    logits, _ = net_forward(net, model, batch, device)
+    logits, _ = net_forward(model, batch, device)
     labels = batch["label"].to(device)[:, None].expand_as(logits)
     return F.binary_cross_entropy_with_logits(logits, labels)
 
@@ -127,7 +141,7 @@ def validate(
                     denom = float(pred.sum() + truth.sum())
                     f1s.append(2 * tp / denom if denom else 1.0)
         else:
-            logits, _ = model(batch["sela"].to(device))
+            logits, _ = net_forward(model, batch, device)
             scores += torch.sigmoid(logits).mean(dim=1).cpu().tolist()
             labels += batch["label"].tolist()
     model.train()
@@ -148,7 +162,7 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = model_config or load_config(settings.config)
     size = settings.train_size or int(cfg["input_size"])
-    ts_size, cb_size = sample_sizes(settings.net, size)
+    ts_size, cb_size = sample_sizes(cfg, size)
     photos = photos or load_photo_manifest(Path(settings.data_root))
     train_photos, val_photos = split_photos(photos, seed=settings.split_seed)
     synth_config = SynthConfig(copy_move_mask=settings.copy_move_mask,
@@ -173,14 +187,20 @@ def train(settings: TrainSettings, resume: bool = False, log=print,
     if settings.init_weights and not resuming:  # a checkpoint holds its own weights
         load_weights(model, settings.init_weights)
         log(f"initialised from {settings.init_weights}")
+    if settings.init_backbone and not resuming:
+        copied = load_localizer_streams(model, settings.init_backbone)
+        log(f"backbone: {copied} tensors from {settings.init_backbone}")
+    if settings.freeze_backbone:
+        model.freeze_backbone()
     model = model.to(device).train()
     paper = {"two_stream": ("adam", 1e-4), "wcbnet": ("sgd", 1e-3)}[settings.net]
     kind = settings.optimizer or paper[0]
+    trained = [p for p in model.parameters() if p.requires_grad]
     lr = settings.lr if settings.lr is not None else paper[1]  # 0 is a rate, not "unset"
     if kind == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        opt = torch.optim.Adam(trained, lr=lr)
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        opt = torch.optim.SGD(trained, lr=lr, momentum=0.9)
     step = 0
     if resuming:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
