@@ -3,8 +3,11 @@ the synthetic validation split (held-apart training photos; scripts/make_val_set
 evaluation data: the pair that maximises the mean per-image F1 of the reported masks over
 forged images, among the weights that keep the final map's mean pixel AUC within
 ``AUC_TOLERANCE`` of refinement off (the reported masks count the flagged images only; the
-heatmap is shown for every image). The image threshold is the operating point's
-(`tamperscan calibrate`, in the config) unless --tamper-threshold says otherwise.
+heatmap is shown for every image) and that keep every flagged image's mask non-empty:
+(1 - cam_weight) * (2 * tamper_threshold - 1) >= mask_threshold, a lower bound of a flagged
+image's final-map maximum (tests/test_operating_point.py). The image threshold is the
+operating point's (`tamperscan calibrate`, in the config) unless --tamper-threshold says
+otherwise.
 
 The graph runs once per image with refinement on every row; each candidate pair is then
 applied through the graph's own rules (`graph.final_map`: the localizer map blended with the
@@ -84,7 +87,8 @@ def main() -> None:
 
     table = {float(w): masks_f1(float(w)) for w in WEIGHT_GRID}
     kept = [w for w in table if table[w]["pixel_auc"] >= table[0.0]["pixel_auc"] - AUC_TOLERANCE]
-    best = max(((w, t) for w in kept for t in map(float, MASK_GRID)),
+    best = max(((w, t) for w in kept for t in map(float, MASK_GRID)
+                if (1 - w) * (2 * image_threshold - 1) >= t),
                key=lambda pair: table[pair[0]][pair[1]])
     print(json.dumps({
         "tamper_threshold": image_threshold, "cam_weight": best[0], "mask_threshold": best[1],

@@ -96,13 +96,14 @@ def test_shipped_operating_point_is_a_calibration_record():
 
 def test_a_flagged_image_always_gets_a_mask_at_the_shipped_operating_point():
     """Flagged without a clone means (score_two_stream + score_wcbnet) / 2 >= tamper_threshold,
-    so the localizer's blurred max -- a lower bound of the final map's max -- is at least
-    2 * tamper_threshold - 1 (the final map is at least the localizer's map while refinement
-    does not blend: cam_weight 0); at or above mask_threshold, some pixel is always in the
-    mask (a flagged image with a clone gets the clone's regions)."""
+    so the localizer's blurred max is at least 2 * tamper_threshold - 1, and the final map,
+    at least (1 - cam_weight) times the localizer's map where refinement blends, has a pixel
+    of at least (1 - cam_weight) * (2 * tamper_threshold - 1); at or above mask_threshold,
+    some pixel is always in the mask (a flagged image with a clone gets the clone's
+    regions). scripts/calibrate.py only chooses pairs that keep this."""
     config = PipelineConfig()
-    assert config.refine.cam_weight == 0
-    assert 2 * config.tamper_threshold - 1 >= config.mask_threshold
+    bound = (1 - config.refine.cam_weight) * (2 * config.tamper_threshold - 1)
+    assert bound >= config.mask_threshold
 
 
 def test_the_report_header_states_the_operating_point():
