@@ -99,7 +99,9 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
                                                     zip(ref_maps, maps, strict=True)]))
             rows.append(row)
     result = {"machine": info, "dataset": str(args.dataset), "images": len(rows_in),
-              "float_stem_convs": dict(quantize.FLOAT_STEM_CONVS), "rows": rows}
+              "float_stem_convs": {" + ".join(k): v
+                                   for k, v in quantize.FLOAT_STEM_CONVS.items()},
+              "rows": rows}
     return finish_report(result, info, report, markdown)
 
 

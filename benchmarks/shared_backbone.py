@@ -1,5 +1,5 @@
 """What one encoder pass for both nets would save: the localizer plus a WCBnet on its streams
-(``models/wcbnet_streams.yaml``) run as two nets, against one pass of the localizer's encoder
+(``models/wcbnet.yaml``) run as two nets, against one pass of the localizer's encoder
 whose fused blocks feed both the localizer's decoder and WCBnet's heads
 (``TwoStreamEncoder.fused`` -> ``TwoStreamLocalizer.decode`` + ``WCBNet.classify``). The
 ResNet18 WCBnet over signed ELA at 256 px beside the localizer (the layout before the streams
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     localizer = build_model(load_config("two_stream")).eval()
-    streams = build_model(load_config("wcbnet_streams")).eval()
+    streams = build_model(load_config("wcbnet")).eval()
     streams.backbones[0].load_state_dict(
         {k: v for k, v in localizer.state_dict().items()
          if k.startswith(("rgb_stream.", "ela_stream."))})

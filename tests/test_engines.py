@@ -93,7 +93,7 @@ def test_torch_and_onnxruntime_agree(name, models, torch_engines, ort_engines):
 def test_engine_io_contract(torch_engines, ort_engines):
     assert torch_engines["two_stream"].input_names == ("rgb", "ela")
     assert torch_engines["two_stream"].output_names == ("logits",)
-    assert ort_engines["wcbnet"].input_names == ("signed_ela",)
+    assert ort_engines["wcbnet"].input_names == ("rgb", "ela")  # the localizer's streams
     assert ort_engines["wcbnet"].output_names == ("logits", "cams")
     out = ort_engines["wcbnet"](_inputs(ort_engines["wcbnet"], 2))
     size = ort_engines["wcbnet"].input_size
@@ -372,8 +372,8 @@ def test_int8_localizer_keeps_each_streams_stem_in_fp32(cache_dir):
 
     path = cached_int8_onnx(_shipped("two_stream"), cache_dir, 384)
     graph = onnx.load(str(path)).graph
-    stems = stem_convs(path, FLOAT_STEM_CONVS["two_stream"])
-    assert len(stems) == 2 * FLOAT_STEM_CONVS["two_stream"]
+    stems = stem_convs(path, FLOAT_STEM_CONVS[("rgb", "ela")])
+    assert len(stems) == 2 * FLOAT_STEM_CONVS[("rgb", "ela")]
     produced_by = {out: node.op_type for node in graph.node for out in node.output}
     weight_source = {node.name: produced_by.get(node.input[1], "initializer")
                      for node in graph.node if node.op_type == "Conv"}

@@ -89,8 +89,9 @@ def test_wcbnet_outputs_three_logits_and_block2_cams(name: str, batch: int):
     cfg = load_config(name)
     model = build_model(cfg).eval()
     size = cfg["input_size"]
+    inputs = [torch.rand(batch, 3, size, size) for _ in model.config.input_names]
     with torch.no_grad():
-        logits, cams = model(torch.rand(batch, 3, size, size) * 2 - 1)
+        logits, cams = model(*inputs)
     assert isinstance(model, WCBNet)
     assert logits.shape == (batch, 3)
     assert cams.shape == (batch, 3, size // 4, size // 4)

@@ -37,8 +37,13 @@ CALIBRATION_RECIPE = {"version": 2, "samples": 24, "photos": 8, "photo_seed": 7,
                       "method": "MinMax"}
 
 
-#: Convolutions kept in fp32 from each graph input on, per architecture (see module doc).
-FLOAT_STEM_CONVS = {"two_stream": 6}
+#: Convolutions kept in fp32 from each graph input on, for nets on the localizer's streams
+#: (both nets' defaults; see module doc), by input names.
+FLOAT_STEM_CONVS = {("rgb", "ela"): 6}
+
+
+def float_stem_convs(model: nn.Module) -> int:
+    return FLOAT_STEM_CONVS.get(tuple(model.config.input_names), 0)
 
 
 def stem_convs(onnx_path: Path, per_input: int) -> list[str]:
@@ -91,7 +96,7 @@ def int8_cache_path(model: nn.Module, cache_dir: Path, input_size: int, fp32_pat
                     opset: int = MIN_OPSET) -> Path:
     import onnxruntime
 
-    key = digest(fp32_path.name, CALIBRATION_RECIPE, FLOAT_STEM_CONVS.get(model.config.arch, 0),
+    key = digest(fp32_path.name, CALIBRATION_RECIPE, float_stem_convs(model),
                  onnxruntime.__version__, opset)
     return cache_dir / "onnx" / f"{model.config.arch}-{input_size}-int8-{key}.onnx"
 
@@ -131,7 +136,7 @@ def cached_int8_onnx(model: nn.Module, cache_dir: Path, input_size: int,
                             weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
                             nodes_to_exclude=stem_convs(
-                                prepared, FLOAT_STEM_CONVS.get(model.config.arch, 0)))
+                                prepared, float_stem_convs(model)))
         finally:
             prepared.unlink(missing_ok=True)
 
