@@ -246,10 +246,14 @@ class ResultSink:
 
         return with_retries(read, 5, (pa.ArrowInvalid, OSError))
 
-    def done_uris(self) -> set[str]:
-        """URIs already written ``ok``: a re-run skips them."""
-        index = self.read_index()
-        ok = index.filter(pc.equal(index["status"], "ok"))
+    def done_uris(self, versions: str) -> set[str]:
+        """URIs already written ``ok`` by the same weights and result-changing settings
+        (``model_versions`` == ``versions``): a re-run skips them. Rows of other weights or
+        settings are scanned again, and compaction keeps the new row (a later run wins):
+        otherwise a re-run after new weights would silently keep the old scores."""
+        index = self.read_index(("uri", "status", "run_id", "model_versions"))
+        ok = index.filter(pc.and_(pc.equal(index["status"], "ok"),
+                                  pc.equal(index["model_versions"], versions)))
         return set(ok.column("uri").to_pylist())
 
     def compact(self) -> int:

@@ -29,6 +29,7 @@ from tamperscan.batch import Batch
 from tamperscan.config import PipelineConfig, S3Options
 from tamperscan.graph import STAGES, analyse, build_stages, split
 from tamperscan.io import ResultSink, list_source, new_run_id
+from tamperscan.provenance import model_versions
 from tamperscan.results import WriteResults
 from tamperscan.stages import ReadBytes
 
@@ -257,7 +258,7 @@ def scan(source: str, out: str, config: PipelineConfig | None = None,
     sink = ResultSink(out, s3)
     run_id = new_run_id()
     uris = list_source(source, s3)
-    done = sink.done_uris()
+    done = sink.done_uris(model_versions(config))
     todo = [u for u in uris if u not in done]
     summary = ScanSummary(
         source, out, run_id, total=len(uris), skipped_done=len(uris) - len(todo),

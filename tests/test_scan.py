@@ -16,6 +16,7 @@ import yaml
 from tamperscan.config import S3Options
 from tamperscan.io import ResultSink, s3_filesystem
 from tamperscan.pipeline import ScanResources, scan
+from tamperscan.provenance import model_versions
 from tests.corpus import make_corpus
 from tests.helpers import decode_png, good_images, random_weights_config, read_results
 from tests.reliability_report import expected_row, record_scan_rows
@@ -85,6 +86,15 @@ def test_s3_bucket_with_bad_inputs_every_uri_once(ray_local, weights, s3, reliab
     assert again.skipped_done == sum(v == "ok" for v in expected.values())
     df2 = read_results("s3://archive/out", s3_filesystem(options))
     assert sorted(df2["uri"]) == sorted(expected)
+
+    # Other result-changing settings (as after new weights): nothing counts as done, every
+    # URI is scanned again and appears once, with the new provenance.
+    changed = weights.model_copy(update={"mask_threshold": 0.123})
+    third = scan("s3://archive/in", "s3://archive/out", changed, options, show_progress=False)
+    assert third.skipped_done == 0
+    df3 = read_results("s3://archive/out", s3_filesystem(options))
+    assert sorted(df3["uri"]) == sorted(expected), "every input exactly once"
+    assert set(df3["model_versions"]) == {model_versions(changed)}
 
 
 def test_killed_scan_resumes_without_duplicates(ray_local, weights, tmp_path):
