@@ -71,7 +71,7 @@ def stem_convs(onnx_path: Path, per_input: int) -> list[str]:
 def calibration_feeds(model: nn.Module, input_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Model feeds (batch 1, as the stages build them) from synthetic procedural forgeries."""
     from tamperscan.preprocess.decode import decode_image
-    from tamperscan.preprocess.inputs import model_inputs
+    from tamperscan.preprocess.inputs import INPUT_COLUMNS, model_inputs
     from tamperscan.train.photos import procedural_photos
     from tamperscan.train.synth import ForgerySynthesizer
 
@@ -84,10 +84,10 @@ def calibration_feeds(model: nn.Module, input_size: int) -> Iterator[dict[str, n
     for index in range(recipe["samples"]):
         image = decode_image(synth.sample(index).image_bytes)
         inputs = model_inputs(image.rgb, recipe["ela_quality"], input_size, input_size)
-        # as the net stages feed the nets (stages.nets.net_feeds)
-        columns = {"rgb": inputs.rgb / np.float32(255.0), "ela": inputs.ela,
-                   "signed_ela": inputs.sela}
-        arrays = {name: columns[name] for name in names}
+        # as the net stages feed the nets (stages.nets.net_feeds: rgb scaled to [0, 1])
+        arrays = {name: getattr(inputs, INPUT_COLUMNS[name]) for name in names}
+        if "rgb" in arrays:
+            arrays["rgb"] = arrays["rgb"] / np.float32(255.0)
         yield {name: np.ascontiguousarray(a.transpose(2, 0, 1)[None], np.float32)
                for name, a in arrays.items()}
 

@@ -9,6 +9,10 @@ import numpy as np
 
 from tamperscan.preprocess.ela import ela_both, resize_to
 
+#: The ModelInputs field (and decoder / training-batch column) behind each net input name:
+#: the nets name their inputs (``config.input_names``), the decoder makes these columns.
+INPUT_COLUMNS = {"rgb": "rgb", "ela": "ela", "signed_ela": "sela"}
+
 
 @dataclass(frozen=True)
 class ModelInputs:

@@ -13,6 +13,7 @@ from tamperscan.batch import Batch, mark_error, ok_rows, size, with_row_state
 from tamperscan.config import PipelineConfig, model_path
 from tamperscan.engines import build_engine
 from tamperscan.nets.build import build_model, load_config, load_weights, parse_config
+from tamperscan.preprocess.inputs import INPUT_COLUMNS
 from tamperscan.refine.cam import fuse_geometric, normalize_cams
 
 
@@ -28,12 +29,9 @@ def nchw(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), np.float32)
 
 
-#: The decoder's column behind each net input name (rgb is scaled to [0, 1] on the way).
-INPUT_COLUMNS = {"rgb": "rgb", "ela": "ela", "signed_ela": "sela"}
-
-
 def net_feeds(batch: Batch, rows: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """A net's inputs for ``rows``, NCHW float32, built the same way for every net."""
+    """A net's inputs for ``rows``, NCHW float32, built the same way for every net (rgb
+    scaled to [0, 1])."""
     feeds = {name: nchw(batch[INPUT_COLUMNS[name]][rows]) for name in names}
     if "rgb" in feeds:
         feeds["rgb"] /= 255.0

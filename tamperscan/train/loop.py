@@ -28,6 +28,7 @@ from tamperscan.nets.build import (
     parse_config,
     save_weights,
 )
+from tamperscan.preprocess.inputs import INPUT_COLUMNS
 from tamperscan.train.data import SyntheticForgeries
 from tamperscan.train.photos import load_photo_manifest, split_photos
 from tamperscan.train.synth import ForgerySynthesizer
@@ -92,10 +93,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-#: The training batch's key behind each net input name (as the stages' INPUT_COLUMNS).
-BATCH_KEYS = {"rgb": "rgb", "ela": "ela", "signed_ela": "sela"}
-
-
 def sample_sizes(cfg: dict, size: int) -> tuple[int, int]:
     """(rgb/ELA, signed ELA) sizes of a training sample for the net ``cfg`` at ``size``: the
     input it does not read is made at a token 32 px, unused."""
@@ -105,7 +102,7 @@ def sample_sizes(cfg: dict, size: int) -> tuple[int, int]:
 def net_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor],
                 device: torch.device | None = None):
     """The net's forward pass on a training batch (each net takes its own named inputs)."""
-    return model(*(batch[BATCH_KEYS[name]].to(device) for name in model.config.input_names))
+    return model(*(batch[INPUT_COLUMNS[name]].to(device) for name in model.config.input_names))
 
 
 def _loss(
