@@ -175,14 +175,12 @@ class CrossBlockHead(nn.Module):
                                              attention_dim)
         self.classifier = nn.Linear(self.attention.out_channels, 1)
 
-    def forward(self, features: Sequence[torch.Tensor],
-                ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """(logit, CAM at Fc's resolution, the CAM resolution: F2's size)."""
+    def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         fc = self.attention(features)
         logit = self.classifier(fc.mean(dim=(2, 3)))[:, 0]
         weight = self.classifier.weight.view(1, -1, 1, 1)
         cam = F.relu(F.conv2d(fc, weight))                        # B 1 h w
-        return logit, cam, _cam_size(features)
+        return logit, cam
 
 
 def backbone_blocks(config: WCBNetConfig) -> nn.Module:
@@ -223,29 +221,24 @@ class WCBNet(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
-            shared = None if self.config.separate_backbones else self.backbones[0](*inputs)
-        if shared is not None:
-            return self.classify(shared)
-        views = [head(backbone(*inputs)) for head, backbone in zip(self.heads, self.backbones,
-                                                                   strict=True)]
-        return _stacked(views)
+            blocks = [backbone(*inputs) for backbone in self.backbones]
+        if len(blocks) == 1:  # one shared backbone
+            return self.classify(blocks[0])
+        return self._views(blocks)
 
     def classify(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Every head on one backbone's blocks [F1..F5]: (logits, CAMs at stride 4). With the
         localizer's streams, its blocks (``TwoStreamEncoder.fused``) can be passed in."""
-        return _stacked([head(features) for head in self.heads])
+        return self._views([features] * len(self.heads))
 
-
-def _stacked(views: Sequence[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]],
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = torch.stack([logit for logit, _, _ in views], dim=1)
-    return logits, torch.cat([resize_cam(cam, size) for _, cam, size in views], dim=1)
-
-
-def _cam_size(features: Sequence[torch.Tensor]) -> tuple[int, int]:
-    """The CAM resolution: F2's, stride 4 in every backbone."""
-    height, width = features[CAM_BLOCK - 1].shape[-2:]
-    return int(height), int(width)
+    def _views(self, blocks: Sequence[Sequence[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head i on ``blocks[i]``; each CAM brought to its blocks' F2 size (stride 4)."""
+        logits, cams = [], []
+        for head, features in zip(self.heads, blocks, strict=True):
+            logit, cam = head(features)
+            logits.append(logit)
+            cams.append(resize_cam(cam, features[CAM_BLOCK - 1].shape[-2:]))
+        return torch.stack(logits, dim=1), torch.cat(cams, dim=1)
 
 
 def resize_cam(cam: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -108,11 +108,16 @@ def net_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor],
 def _loss(
     net: str, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device
 ) -> torch.Tensor:
+    return _loss_of(net, net_forward(model, batch, device), batch, device)
+
+
+def _loss_of(net: str, outputs, batch: dict[str, torch.Tensor],
+             device: torch.device) -> torch.Tensor:
+    """The paper's loss of the net's forward ``outputs`` on ``batch``."""
     if net == "two_stream":
-        logits = net_forward(model, batch, device)
         mask = batch["mask"].to(device)
-        return F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(logits, mask)
-    logits, _ = net_forward(model, batch, device)
+        return F.binary_cross_entropy_with_logits(outputs, mask) + dice_loss(outputs, mask)
+    logits, _ = outputs
     labels = batch["label"].to(device)[:, None].expand_as(logits)
     return F.binary_cross_entropy_with_logits(logits, labels)
 
@@ -121,16 +126,17 @@ def _loss(
 def validate(
     net: str, model: torch.nn.Module, loader: DataLoader, device: torch.device
 ) -> dict[str, float]:
-    """Held-apart photos: image AUC, and mean pixel F1@0.5 on forged samples (two-stream)."""
+    """Held-apart photos: image AUC, and mean pixel F1@0.5 on forged samples (two-stream).
+    One forward pass per batch gives the loss and the scores."""
     model.eval()
     losses, f1s, scores, labels = [], [], [], []
     for batch in loader:
-        losses.append(float(_loss(net, model, batch, device)))
+        outputs = net_forward(model, batch, device)
+        losses.append(float(_loss_of(net, outputs, batch, device)))
+        labels += batch["label"].tolist()
         if net == "two_stream":
-            logits = model(batch["rgb"].to(device), batch["ela"].to(device))
-            prob = torch.sigmoid(logits).cpu()
-            scores += torch.sigmoid(map_logit(logits)).cpu().tolist()
-            labels += batch["label"].tolist()
+            prob = torch.sigmoid(outputs).cpu()
+            scores += torch.sigmoid(map_logit(outputs)).cpu().tolist()
             for p, m, y in zip(prob, batch["mask"], batch["label"], strict=True):
                 if y > 0:
                     pred, truth = p >= 0.5, m >= 0.5
@@ -138,9 +144,7 @@ def validate(
                     denom = float(pred.sum() + truth.sum())
                     f1s.append(2 * tp / denom if denom else 1.0)
         else:
-            logits, _ = net_forward(model, batch, device)
-            scores += torch.sigmoid(logits).mean(dim=1).cpu().tolist()
-            labels += batch["label"].tolist()
+            scores += torch.sigmoid(outputs[0]).mean(dim=1).cpu().tolist()
     model.train()
     metrics = {"val_loss": float(np.mean(losses))}
     if f1s:
