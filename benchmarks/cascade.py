@@ -125,8 +125,7 @@ class Arm:
         return {
             "config": {"refine": self.config.refine.model_dump(),
                        "runtime": self.config.runtime.model_dump()},
-            "backends": ", ".join(f"{type(s).__name__.lower()} {s.engine.name} {s.engine.precision}"
-                                  for s in self.stages if hasattr(s, "engine")),
+            "backends": ", ".join(s.backends for s in self.stages if hasattr(s, "engines")),
             "images": n, "failed": len(self.failed), "seconds": t["wall"],
             "cpu_seconds": t["cpu"], "s_per_image": t["wall"] / n,
             "cpu_s_per_image": t["cpu"] / n,

@@ -8,7 +8,7 @@ the GPU (torchvision.io) against Pillow/libjpeg-turbo on one CPU core.
 
 Images/s = batch / median batch time after warm-up (CUDA-synchronised). Random inputs,
 shipped weights (timing does not depend on the values). The nets are the graph's model stages
-(``tamperscan.graph.NETS``) with the shipped PipelineConfig's configs and weights.
+(``tamperscan.stages.NETS``) with the shipped PipelineConfig's configs and weights.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from benchmarks.nets import median_seconds  # noqa: E402
 from tamperscan.config import PipelineConfig, model_path  # noqa: E402
 from tamperscan.engines import build_engine  # noqa: E402
 from tamperscan.export import io_names  # noqa: E402
-from tamperscan.graph import NETS as NET_STAGES  # noqa: E402
 from tamperscan.nets.build import build_model, load_config, load_weights  # noqa: E402
 from tamperscan.preprocess.ela import ELA_QUALITY, jpeg_roundtrip  # noqa: E402
+from tamperscan.stages import NETS as GRAPH_NETS  # noqa: E402
 
-#: net config -> weights file of each model stage of the graph, as the shipped config has them.
+#: net config -> weights file of each net of the graph, as the shipped config has them.
 _SHIPPED = PipelineConfig()
-NETS = {getattr(_SHIPPED, stage.config_attr): getattr(_SHIPPED, stage.weights_attr)
-        for stage in NET_STAGES}
+NETS = {getattr(_SHIPPED, net.config_attr): getattr(_SHIPPED, net.weights_attr)
+        for net in GRAPH_NETS}
 
 
 def load_net(name: str) -> torch.nn.Module:

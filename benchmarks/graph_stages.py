@@ -23,7 +23,7 @@ _EDGES = {ReadBytes: "read", WriteResults: "write"}
 
 def stage_name(stage: object) -> str:
     """Short name of a stage (class or instance): ``read`` / ``write`` at the edges, else its
-    timing column without ``t_`` (decode, copy_move, localize, detect, refine, fuse), else
+    timing column without ``t_`` (decode, copy_move, jpeg, nets, refine, fuse), else
     its class name in lower case (score)."""
     cls = stage if isinstance(stage, type) else type(stage)
     if cls in _EDGES:

@@ -4,14 +4,14 @@ Usage: .venv/bin/python benchmarks/int8_fidelity.py DATASET [--images 150] [--ou
 
 DATASET is a folder in the evaluation layout (MANIFEST.csv), normally a synthetic validation
 split (scripts/make_val_set.py), never an evaluation set: this chooses a quantization recipe.
-The images go through the pipeline's own stages (DecodeELA, then each model stage of the
-graph, ``tamperscan.graph.NETS``: Localize and Detect, on ONNX Runtime, one thread) three
+The images go through the pipeline's own stages (DecodeELA, then the graph's model stage,
+``tamperscan.stages.Nets``: the localizer and WCBnet, on ONNX Runtime, one thread) three
 times: fp32 (the reference), int8 with every convolution quantized (the baseline:
 ``quantize.FLOAT_STEM_CONVS`` emptied for the run) and the shipped int8 recipe (each stream's
 stem convolutions kept in fp32). Printed per net and graph: the per-image |score - fp32
 score| (median, 90th and 99th percentile, max), the Spearman rank correlation with fp32, the
-localizer's mean |probability - fp32| over the map, and ms per image of the stage at batch 1
-(best of 3 passes over the first 20 images).
+localizer's mean |probability - fp32| over the map, and ms per image of the stage (both nets)
+at batch 1 (best of 3 passes over the first 20 images).
 """
 
 from __future__ import annotations
@@ -35,11 +35,7 @@ from tamperscan.batch import bytes_batch  # noqa: E402
 from tamperscan.config import PipelineConfig  # noqa: E402
 from tamperscan.engines import quantize  # noqa: E402
 from tamperscan.evaluate import read_manifest  # noqa: E402
-from tamperscan.graph import NETS as NET_STAGES  # noqa: E402
-from tamperscan.stages import DecodeELA  # noqa: E402
-
-#: net -> the graph's model stage running it (its image-score column: ``score_<net>``)
-NETS = {stage.config_attr.removesuffix("_config"): stage for stage in NET_STAGES}
+from tamperscan.stages import NETS, DecodeELA, Nets  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,11 +53,11 @@ def decoded_rows(dataset: Path, count: int, config: PipelineConfig) -> list[dict
     return [decode(bytes_batch([item.image.read_bytes()], [str(item.image)])) for item in items]
 
 
-def run_stage(stage, column: str, rows: list[dict]) -> tuple[list[float], list, float]:
-    """(image scores, localizer maps or [], ms per image of the stage at batch 1)."""
+def run_stage(stage: Nets, rows: list[dict]) -> tuple[dict[str, list[float]], list, float]:
+    """(image scores per net, localizer maps, ms per image of the stage at batch 1)."""
     outputs = [stage(row) for row in rows]
-    scores = [float(out[column][0]) for out in outputs]
-    maps = [out["ts_map"][0].astype(np.float32) for out in outputs if "ts_map" in out]
+    scores = {net.name: [float(out[f"score_{net.name}"][0]) for out in outputs] for net in NETS}
+    maps = [out["ts_map"][0].astype(np.float32) for out in outputs]
     passes = []
     for _ in range(3):
         start = time.perf_counter()
@@ -79,22 +75,21 @@ def measure(args: argparse.Namespace, info: dict) -> dict:
                   "int8", mock.patch.dict(quantize.FLOAT_STEM_CONVS, clear=True)),
               "int8, shipped recipe": ("int8", nullcontext())}
     rows = []
-    for net, stage_class in NETS.items():
-        column = f"score_{net}"
-        reference = ref_maps = None
-        for label, (precision, recipe) in graphs.items():
-            with recipe:
-                stage = stage_class(base.with_runtime(precision=precision))
-            scores, maps, ms = run_stage(stage, column, rows_in)
-            row = {"net": net, "graph": label, "ms": ms}
-            if reference is None:
-                reference, ref_maps = scores, maps
-            else:
-                diff = np.abs(np.array(scores) - np.array(reference))
+    reference = ref_maps = None
+    for label, (precision, recipe) in graphs.items():
+        with recipe:
+            stage = Nets(base.with_runtime(precision=precision))
+        scores, maps, ms = run_stage(stage, rows_in)
+        if reference is None:
+            reference, ref_maps = scores, maps
+        for net in NETS:
+            row = {"net": net.name, "graph": label, "ms": ms}
+            if scores is not reference:
+                diff = np.abs(np.array(scores[net.name]) - np.array(reference[net.name]))
                 row |= {"p50": float(np.median(diff)), "p90": float(np.percentile(diff, 90)),
                         "p99": float(np.percentile(diff, 99)), "max": float(diff.max()),
-                        "rho": float(spearmanr(reference, scores).statistic)}
-                if maps:
+                        "rho": float(spearmanr(reference[net.name], scores[net.name]).statistic)}
+                if net.name == "two_stream":
                     row["map_mae"] = float(np.mean([np.abs(a - b).mean() for a, b in
                                                     zip(ref_maps, maps, strict=True)]))
             rows.append(row)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from tamperscan.config import PipelineConfig, model_path
 from tamperscan.fixtures import random_weights_config
-from tamperscan.graph import NETS
+from tamperscan.stages import NETS
 
 
 def with_weights(config: PipelineConfig, folder: Path) -> tuple[PipelineConfig, str]:
     """(``config``, or ``config`` with random weights written to ``folder``; a label saying
-    which). The nets are the graph's model stages (``tamperscan.graph.NETS``)."""
-    attrs = [stage.weights_attr for stage in NETS]
+    which). The nets are the graph's (``tamperscan.stages.NETS``)."""
+    attrs = [net.weights_attr for net in NETS]
     if all(model_path(getattr(config, attr)).exists() for attr in attrs):
         return config, "shipped weights (models/*.safetensors)"
     random = random_weights_config(folder)

@@ -6,8 +6,8 @@ Usage: .venv/bin/python benchmarks/stages.py [--batch-sizes 1 4 8]
 Times the stages of ``tamperscan.graph.build_stages`` one at a time, in the graph's order:
 the input batch of a stage is the previous stage's output, then the stage is called once to
 warm up and ``--runs`` times; images/s = batch size / median seconds per call. The model
-stages (``kind`` "model": Localize, Detect) run once per backend (``runtime.backend`` /
-``runtime.precision``); the others do not depend on it. The cascade is opened
+stage (``kind`` "model": Nets, the localizer and WCBnet) runs once per backend
+(``runtime.backend`` / ``runtime.precision``); the others do not depend on it. The cascade is opened
 (``refine.threshold`` 0, ``refine.cam_weight`` 0.5) so every row is refined: the refine
 figure is the cost per *refined* image (the shipped cascade skips most rows). Weights:
 models/*.safetensors when present, else seeded random weights of the same nets (speed does not
@@ -90,8 +90,9 @@ def graph_variants(config: PipelineConfig, backends: list[str]) -> list[dict[str
             if stage.kind != "model":
                 variants[i].setdefault("-", stage)
                 continue
-            if stage.engine.name != backend:
-                raise SystemExit(f"{stage_name(stage)} ran on {stage.engine.name}, not {backend}")
+            ran = {engine.name for engine in stage.engines.values()}
+            if ran != {backend}:
+                raise SystemExit(f"{stage_name(stage)} ran on {sorted(ran)}, not {backend}")
             variants[i][spec] = stage
     return variants
 

@@ -33,8 +33,7 @@ def run_bound(image_set: ImageSet, config: PipelineConfig, batch_sizes: list[int
     cv2.setNumThreads(1)
     config = config.with_runtime(threads=1)  # as each fused scan worker runs
     stages = worker_stages(config, out, "bound")
-    backends = {name: f"{stage.engine.name} {stage.engine.precision}" for name, stage in stages
-                if hasattr(stage, "engine")}
+    backends = {name: stage.backends for name, stage in stages if hasattr(stage, "engines")}
     n = len(image_set.uris)
     cpu: dict[str, dict[int, float]] = {name: {} for name, _ in stages}
     wall: dict[str, dict[int, float]] = {name: {} for name, _ in stages}

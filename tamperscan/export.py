@@ -3,7 +3,9 @@
 Graph I/O names are a contract for the onnxruntime / TensorRT engines:
 two_stream: inputs ``rgb`` (B3HW in [0,1]) and ``ela``, output ``logits`` (B1HW);
 wcbnet: input ``signed_ela`` (ResNet backbones) or ``rgb`` and ``ela`` (the localizer's streams),
-outputs ``logits`` (B x heads) and ``cams`` (B x heads x H/4 x W/4).
+outputs ``logits`` (B x heads) and ``cams`` (B x heads x H/4 x W/4);
+shared_streams (both on one encoder pass): inputs ``rgb`` and ``ela``, outputs ``map_logits``
+(the localizer's), ``logits`` and ``cams`` (WCBnet's).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tamperscan.nets.shared import SharedStreams
 from tamperscan.nets.two_stream import TwoStreamLocalizer
 from tamperscan.nets.wcbnet import WCBNet
 
@@ -22,6 +25,7 @@ from tamperscan.nets.wcbnet import WCBNet
 OUTPUT_NAMES: dict[type[nn.Module], tuple[str, ...]] = {
     TwoStreamLocalizer: ("logits",),
     WCBNet: ("logits", "cams"),
+    SharedStreams: ("map_logits", "logits", "cams"),
 }
 MIN_OPSET = 18
 

@@ -36,19 +36,23 @@ def random_weights_config(folder: Path, **overrides) -> PipelineConfig:
     """Default-config nets with seeded random weights: pipeline tests need real nets of the
     shipped architecture, not trained accuracy. Random nets score every image near 0.5, so
     all pass the cascade: refinement runs at a small working size to keep tests quick, and the
-    torch backend skips the one-off ONNX export (engine parity has its own tests)."""
+    torch backend skips the one-off ONNX export (engine parity has its own tests). WCBnet sits
+    on the localizer's streams, as shipped, so the nets share one encoder pass."""
     refine = {"size": 64, "cam_weight": 0.5, **overrides.pop("refine", {})}  # refinement in
     runtime = {"backend": "torch", **overrides.pop("runtime", {})}  # the path under test
     import torch  # here, not at the top: image-only users (decoder tests) stay torch-free
 
-    from tamperscan.nets.build import build_model, load_config, save_weights
+    from tamperscan.nets.build import build_model, load_config, load_localizer_streams, save_weights
 
     torch.manual_seed(0)
     paths = {}
     for name in ("two_stream", "wcbnet"):
         path = folder / f"{name}-random.safetensors"
         if not path.exists():
-            save_weights(build_model(load_config(name)), path)
+            model = build_model(load_config(name))
+            if name == "wcbnet":  # on the localizer's streams, as the shipped pair
+                load_localizer_streams(model, paths["two_stream"])
+            save_weights(model, path)
         paths[name] = str(path)
     return PipelineConfig.model_validate({
         "two_stream_weights": paths["two_stream"], "wcbnet_weights": paths["wcbnet"],

@@ -1,6 +1,6 @@
 """The scan graph, defined once: the stages in order, the cascade, the score and mask rules.
 
-    bytes ─► DecodeELA ─► evidence: FindCopyMove, JpegEvidence, Localize, Detect
+    bytes ─► DecodeELA ─► evidence: FindCopyMove, JpegEvidence, Nets (localizer + WCBnet)
                           (each reads only DecodeELA's columns)
           ─► Score ─► Refine (rows the cascade selects) ─► Fuse
 
@@ -30,14 +30,13 @@ import numpy as np
 from tamperscan.batch import Batch, objects, ok_rows, size, strings
 from tamperscan.config import PipelineConfig
 from tamperscan.provenance import model_versions
-from tamperscan.stages import DecodeELA, Detect, FindCopyMove, JpegEvidence, Localize, Refine
+from tamperscan.stages import DecodeELA, FindCopyMove, JpegEvidence, Nets, Refine
 
 Stage = Callable[[Batch], Batch]
 
-#: Evidence stages, each reading only DecodeELA's columns. The nets' scores are averaged;
-#: every other evidence stage joins as its class declares (module docstring).
-NETS: tuple[type, ...] = (Localize, Detect)
-EVIDENCE: tuple[type, ...] = (FindCopyMove, JpegEvidence, *NETS)
+#: Evidence stages, each reading only DecodeELA's columns. The nets' scores (``Nets``) are
+#: averaged; every other evidence stage joins as its class declares (module docstring).
+EVIDENCE: tuple[type, ...] = (FindCopyMove, JpegEvidence, Nets)
 
 
 def joined(kind: str) -> list[str]:

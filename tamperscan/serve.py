@@ -2,9 +2,8 @@
 
 Graph (deployment names in brackets; serve_config.yaml tunes them by these names)::
 
-    HTTP ─► [ScanAPI] auth, limits, DecodeELA ─┬─► FindCopyMove (in the ingress) ─┐
-                                               ├─► [Localize] ─────────────────────┤
-                                               └─► [Detect] ───────────────────────┴─► Score
+    HTTP ─► [ScanAPI] auth, limits, DecodeELA ─┬─► FindCopyMove, JpegEvidence (ingress) ─┐
+                                               └─► [Nets] localizer + WCBnet ─────────────┴─► Score
                  ◄── JSON (render) ◄── Fuse ◄── [Refine] if the cascade selects the row ◄┘
 
 - The stages and their order are `tamperscan.graph`'s (placement: `tamperscan.serve_service`):
@@ -39,7 +38,7 @@ from tamperscan.serve_service import (
     split_batch,
 )
 from tamperscan.serve_settings import ReplicaOptions, ServeSettings
-from tamperscan.stages import NetStage
+from tamperscan.stages import NETS, Nets
 
 __all__ = ["DEPLOYMENT_NAMES", "ReplicaOptions", "ScanAPI", "ServeSettings", "build_app"]
 
@@ -78,13 +77,16 @@ class StageDeployment:
     def info(self) -> dict:
         """What runs here: /v1/models and /readyz."""
         out = {"stage": self.name, "batching": self.batching}
-        if isinstance(self.stage, NetStage):
-            engine = self.stage.engine
-            out.update(model=self.stage.model_name, weights=self.stage.weights.name,
-                       version=weights_version(str(self.stage.weights)),
-                       input_size=self.stage.size,
-                       engine={k: str(getattr(engine, k, "")) for k in
-                               ("name", "device", "precision")})
+        if isinstance(self.stage, Nets):
+            out.update(
+                nets={net.name: {"model": self.stage.model_names[net.name],
+                                 "weights": self.stage.weights[net.name].name,
+                                 "version": weights_version(str(self.stage.weights[net.name]))}
+                      for net in NETS},
+                shared_encoder=self.stage.shared, input_size=self.stage.size,
+                engines={name: {k: str(getattr(engine, k, "")) for k in
+                                ("name", "device", "precision")}
+                         for name, engine in self.stage.engines.items()})
         else:
             out.update(segmenter=self.config.refine.segmenter,
                        refine_threshold=self.config.refine.threshold)

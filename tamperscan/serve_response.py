@@ -74,8 +74,7 @@ class Timings(BaseModel):
     decode: float
     copy_move: float = 0.0
     jpeg: float = 0.0
-    localize: float
-    detect: float
+    nets: float = Field(description="both nets (localizer and WCBnet), one model stage")
     refine: float
     finalize: float
     total: float
@@ -114,7 +113,7 @@ def scan_result(row: dict, images: dict[str, bytes] | None, finalize_s: float, t
     rendered ``overlay`` and heatmap ``values`` PNGs, with ?heatmap=true."""
     mask = row["mask"][0]
     seconds = {k: float(row[f"t_{k}"][0]) if f"t_{k}" in row else 0.0
-               for k in ("decode", "copy_move", "jpeg", "localize", "detect", "refine")}
+               for k in ("decode", "copy_move", "jpeg", "nets", "refine")}
     return {
         "source": str(row["uri"][0]),
         "width": int(row["width"][0]),

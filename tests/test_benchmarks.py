@@ -51,7 +51,7 @@ def test_timed_stages_are_the_graphs(tmp_path):
     """The arms time what a scan worker runs: read, the graph's stages in order, write."""
     assert len(GRAPH_NAMES) == len(STAGES) and len(set(NAMES)) == len(NAMES)
     assert NAMES[0] == "read" and NAMES[-1] == "write"
-    assert {"decode", "copy_move", "localize", "detect", "score", "refine", "fuse"} <= set(NAMES)
+    assert {"decode", "copy_move", "jpeg", "nets", "score", "refine", "fuse"} <= set(NAMES)
     config, _ = throughput.pipeline_config(tmp_path)
     named = worker_stages(config.with_runtime(backend="torch"), tmp_path / "out")
     assert [type(stage) for _, stage in named[1:-1]] == list(STAGES)
@@ -209,7 +209,7 @@ def test_stage_benchmark_times_every_graph_stage(capsys):
     rows = stages.main(["--batch-sizes", "1", "--backends", "torch", "--runs", "1",
                         "--image", "320x240"])
     assert [name for name, *_ in rows] == list(GRAPH_NAMES)
-    assert {backend for name, backend, *_ in rows if name in ("localize", "detect")} == {"torch"}
+    assert {backend for name, backend, *_ in rows if name == "nets"} == {"torch"}
     assert all(_positive(seconds) for *_, seconds in rows)
     assert "vs torch b1" in capsys.readouterr().out
 

@@ -98,13 +98,13 @@ def test_output_columns_are_named_once():
 
 def test_wcbnet_inputs_follow_its_backbone(tmp_path):
     """A WCBnet on the localizer's streams reads the localizer's inputs: the decoder makes
-    no signed ELA, Detect (and the endpoint's call to its deployment) reads rgb + ela, and
+    no signed ELA, Nets (and the endpoint's call to its deployment) reads rgb + ela, and
     its CAM reaches refinement; the ResNet WCBnet reads signed ELA."""
     import torch
     import yaml
 
     from tamperscan.nets.build import build_model, load_config, save_weights
-    from tamperscan.stages import Detect, input_sizes
+    from tamperscan.stages import Nets, input_sizes
 
     base = random_weights_config(tmp_path)
     streams = {**load_config("wcbnet"), "backbone": "two_stream", "input_size": 384,
@@ -115,10 +115,10 @@ def test_wcbnet_inputs_follow_its_backbone(tmp_path):
     save_weights(build_model(streams), tmp_path / "streams.safetensors")
     config = base.model_copy(update={"wcbnet_config": str(tmp_path / "streams.yaml"),
                                      "wcbnet_weights": str(tmp_path / "streams.safetensors")})
-    assert Detect.reads(config) == ("rgb", "ela")
+    assert Nets.reads(config) == ("rgb", "ela")
     assert input_sizes(config) == (384, 0)
     paper = base.model_copy(update={"wcbnet_config": "wcbnet_paper"})
-    assert Detect.reads(paper) == ("sela",) and input_sizes(paper) == (384, 384)
+    assert Nets.reads(paper) == ("rgb", "ela", "sela") and input_sizes(paper) == (384, 384)
     with pytest.raises(ValueError, match="takes its size"):
         input_sizes(base.model_copy(update={"wcbnet_config": str(tmp_path / "small.yaml")}))
 

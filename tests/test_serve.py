@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve import Application
 
 from tamperscan.batch import bytes_batch
-from tamperscan.config import S3Options
+from tamperscan.config import PipelineConfig, S3Options
 from tamperscan.graph import Fuse, analyse, build_stages, split
 from tamperscan.render import heat_levels, rle_decode, rle_encode
 from tamperscan.serve import ReplicaOptions, ServeSettings, build_app
@@ -120,7 +120,7 @@ def test_multipart_upload_returns_the_documented_fields(client):
     assert overlay.size == (90, 60)
     values = Image.open(io.BytesIO(base64.b64decode(result["heatmap_png_base64"])))
     assert values.mode == "L"  # the heatmap's values, not colours
-    assert set(result["timings"]) == {"decode", "copy_move", "jpeg", "localize", "detect", "refine",
+    assert set(result["timings"]) == {"decode", "copy_move", "jpeg", "nets", "refine",
                                       "finalize", "total"}
     assert result["model_versions"].count("@") == 3  # both nets' weights + the settings
 
@@ -274,7 +274,7 @@ def test_api_key_required_except_healthz(endpoint):
         bearer = {"Authorization": f"Bearer {KEY}"}
         assert anonymous.get("/readyz", headers=bearer).json()["status"] == "ready"
         models = anonymous.get("/v1/models", headers={"X-API-Key": KEY}).json()
-        assert {s["stage"] for s in models["stages"]} == {"Localize", "Detect", "Refine"}
+        assert {s["stage"] for s in models["stages"]} == {"Nets", "Refine"}
         assert models["model_versions"].count("@") == 3
         schema = anonymous.get("/openapi.json").json()
         assert "/v1/scan" in schema["paths"]
@@ -382,6 +382,10 @@ def test_deployment_files_validate_against_serve_and_the_builder():
             builder = getattr(importlib.import_module(module), attr)
             assert isinstance(builder(app.args), Application)
             assert {d.name for d in app.deployments} <= set(DEPLOYMENT_NAMES)
+            # the endpoint flags at the calibrated operating point, not a hand-set threshold
+            pipeline = ServeSettings.model_validate(app.args).pipeline
+            assert pipeline.operating_point is not None
+            assert pipeline.tamper_threshold == PipelineConfig().tamper_threshold
 
 
 def test_unexpected_errors_answer_500_with_a_reference_only(caplog):

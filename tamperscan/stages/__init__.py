@@ -9,9 +9,9 @@ deployments (GPUs), "cpu" stages beside the decoder.
 from tamperscan.stages.copy_move import FindCopyMove
 from tamperscan.stages.decode import DecodeELA, input_sizes
 from tamperscan.stages.jpeg import JpegEvidence
-from tamperscan.stages.nets import Detect, Localize, NetStage, map_score
+from tamperscan.stages.nets import NETS, Net, Nets, load_net, map_score
 from tamperscan.stages.read import ReadBytes, read_batch
 from tamperscan.stages.refine import Refine, refine_at
 
-__all__ = ["DecodeELA", "Detect", "FindCopyMove", "JpegEvidence", "Localize", "NetStage",
-           "ReadBytes", "Refine", "input_sizes", "map_score", "read_batch", "refine_at"]
+__all__ = ["NETS", "DecodeELA", "FindCopyMove", "JpegEvidence", "Net", "Nets", "ReadBytes",
+           "Refine", "input_sizes", "load_net", "map_score", "read_batch", "refine_at"]

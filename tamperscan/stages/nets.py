@@ -1,18 +1,24 @@
-"""The two nets as stages: each loads its config + weights into an inference engine and runs
-it on the ``ok`` rows of a batch (model stages: GPU actors / Serve deployments)."""
+"""The two nets as one model stage (GPU actors / Serve deployments): each net's config +
+weights in an inference engine, run on the ``ok`` rows of a batch. When WCBnet sits on the
+localizer's frozen streams (the shipped pair) both run as one graph with one encoder pass
+(`tamperscan.nets.shared`); any other pair runs as two engines, one after the other."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy.special import expit
+from torch import nn
 
 from tamperscan.batch import Batch, mark_error, ok_rows, size, with_row_state
 from tamperscan.config import PipelineConfig, model_path
-from tamperscan.engines import build_engine
+from tamperscan.engines import Engine, build_engine
 from tamperscan.nets.build import build_model, load_config, load_weights, parse_config
+from tamperscan.nets.shared import SharedStreams, shares_streams
 from tamperscan.preprocess.inputs import INPUT_COLUMNS
 from tamperscan.refine.cam import fuse_geometric, normalize_cams
 
@@ -38,46 +44,109 @@ def net_feeds(batch: Batch, rows: np.ndarray, names: tuple[str, ...]) -> dict[st
     return feeds
 
 
-class NetStage:
-    """One net from config + weights in the configured engine; subclasses say which net
-    (``config_attr``/``weights_attr``) and what to compute from its outputs."""
+@dataclass(frozen=True)
+class Net:
+    """One of the graph's nets: where the pipeline config names its net config and weights;
+    ``name`` is its image-score column's suffix (``score_<name>``)."""
 
-    kind = "model"
+    name: str
     config_attr: str
     weights_attr: str
-    timing: str
+
+
+LOCALIZER = Net("two_stream", "two_stream_config", "two_stream_weights")
+DETECTOR = Net("wcbnet", "wcbnet_config", "wcbnet_weights")
+#: The nets the model stage runs, in the order their engines run.
+NETS: tuple[Net, ...] = (LOCALIZER, DETECTOR)
+
+
+def weights_file(config: PipelineConfig, net: Net) -> Path:
+    path = model_path(getattr(config, net.weights_attr))
+    if not path.exists():
+        raise FileNotFoundError(f"weights not found: {path} (see models/MODEL_CARD.md)")
+    return path
+
+
+def load_net(config: PipelineConfig, net: Net) -> nn.Module:
+    """``net`` built from its config with its weights, in eval mode."""
+    model = build_model(load_config(getattr(config, net.config_attr))).eval()
+    load_weights(model, weights_file(config, net))
+    return model
+
+
+class Nets:
+    """The localizer (per-pixel tamper probability at the model size + image score) and WCBnet
+    (p(manipulated) from three cross-block heads and their fused, normalised CAM) on the same
+    rows, in as few passes as their weights allow."""
+
+    kind, timing = "model", "t_nets"
 
     @classmethod
     def reads(cls, config: PipelineConfig) -> tuple[str, ...]:
         """The input columns it reads (besides ``uri`` and the row state): all a front door
-        that runs it elsewhere (the endpoint's deployments) has to send. Its net's config
-        names them."""
-        net = parse_config(load_config(getattr(config, cls.config_attr)))
-        return tuple(INPUT_COLUMNS[name] for name in net.input_names)
+        that runs it elsewhere (the endpoint's deployment) has to send. The nets' configs
+        name them."""
+        names = [name for net in NETS for name in
+                 parse_config(load_config(getattr(config, net.config_attr))).input_names]
+        return tuple(dict.fromkeys(INPUT_COLUMNS[name] for name in names))
 
     def __init__(self, config: PipelineConfig) -> None:
-        net_config = load_config(getattr(config, self.config_attr))
-        self.weights = model_path(getattr(config, self.weights_attr))
-        if not self.weights.exists():
-            raise FileNotFoundError(f"weights not found: {self.weights} (see "
-                                    "models/MODEL_CARD.md)")
-        model = build_model(net_config).eval()
-        load_weights(model, self.weights)
+        localizer, wcbnet = (load_net(config, net) for net in NETS)
+        self.weights = {net.name: weights_file(config, net) for net in NETS}
+        self.model_names = {net.name: getattr(config, net.config_attr) for net in NETS}
+        self.shared = shares_streams(localizer, wcbnet)
+        models = {"shared_streams": SharedStreams(localizer, wcbnet)} if self.shared else {
+            LOCALIZER.name: localizer, DETECTOR.name: wcbnet}
         runtime = config.runtime
-        self.engine = build_engine(model, runtime.backend, precision=runtime.precision,
-                                   cache_dir=runtime.engine_cache_dir,
-                                   threads=runtime.threads or None)
-        self.engine.warm_up()
-        self.size = int(net_config["input_size"])
-        self.model_name = getattr(config, self.config_attr)
+        self.engines: dict[str, Engine] = {
+            name: build_engine(model, runtime.backend, precision=runtime.precision,
+                               cache_dir=runtime.engine_cache_dir,
+                               threads=runtime.threads or None)
+            for name, model in models.items()}
+        for engine in self.engines.values():
+            engine.warm_up()
+        self.size = int(localizer.config.input_size)
+        self.cam_size = int(wcbnet.config.input_size) // 4
+
+    @property
+    def backends(self) -> str:
+        """What runs, e.g. "shared_streams onnxruntime int8" (benchmark and log lines)."""
+        return ", ".join(f"{name} {engine.name} {engine.precision}"
+                         for name, engine in self.engines.items())
 
     def empty(self, n: int) -> Batch:
         """The stage's output columns for ``n`` rows, before any is computed."""
-        raise NotImplementedError
+        c = self.cam_size
+        return {"ts_map": np.zeros((n, self.size, self.size), np.float16),
+                "score_two_stream": np.zeros(n, np.float32),
+                "score_wcbnet_heads": np.zeros((n, 3), np.float32),
+                "score_wcbnet": np.zeros(n, np.float32),
+                "cam_views": np.zeros((n, 3, c, c), np.float16),
+                "cam": np.zeros((n, c, c), np.float16)}
+
+    def forward(self, batch: Batch, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(localizer logits, WCBnet head logits, CAMs) for ``rows``."""
+        if self.shared:
+            engine = self.engines["shared_streams"]
+            out = engine(net_feeds(batch, rows, engine.input_names))
+            return out["map_logits"], out["logits"], out["cams"]
+        localizer, wcbnet = self.engines[LOCALIZER.name], self.engines[DETECTOR.name]
+        heads = wcbnet(net_feeds(batch, rows, wcbnet.input_names))
+        return (localizer(net_feeds(batch, rows, localizer.input_names))["logits"],
+                heads["logits"], heads["cams"])
 
     def compute(self, batch: Batch, rows: np.ndarray) -> Batch:
-        """Output values for ``rows`` (indices of ``ok`` rows), one forward pass."""
-        raise NotImplementedError
+        """Output values for ``rows`` (indices of ``ok`` rows)."""
+        map_logits, head_logits, cams = self.forward(batch, rows)
+        prob = expit(map_logits[:, 0])
+        heads = expit(head_logits)
+        views = normalize_cams(cams)
+        return {"ts_map": prob.astype(np.float16),
+                "score_two_stream": np.array([map_score(p) for p in prob], np.float32),
+                "score_wcbnet_heads": heads.astype(np.float32),
+                "score_wcbnet": heads.mean(axis=1).astype(np.float32),
+                "cam_views": views.astype(np.float16),
+                "cam": fuse_geometric(views).astype(np.float16)}
 
     def __call__(self, batch: Batch) -> Batch:
         n = size(batch)
@@ -93,43 +162,3 @@ class NetStage:
                     mark_error(out, i, "internal", f"{type(exc).__name__}: {exc}")
             out[self.timing][rows] = (time.perf_counter() - start) / rows.size
         return out
-
-
-class Localize(NetStage):
-    """Two-stream localizer: per-pixel tamper probability at the model size + image score."""
-
-    config_attr, weights_attr, timing = "two_stream_config", "two_stream_weights", "t_localize"
-
-    def empty(self, n: int) -> Batch:
-        return {"ts_map": np.zeros((n, self.size, self.size), np.float16),
-                "score_two_stream": np.zeros(n, np.float32)}
-
-    def compute(self, batch: Batch, rows: np.ndarray) -> Batch:
-        logits = self.engine(net_feeds(batch, rows, self.engine.input_names))["logits"]
-        prob = expit(logits[:, 0])
-        return {"ts_map": prob.astype(np.float16),
-                "score_two_stream": np.array([map_score(p) for p in prob], np.float32)}
-
-
-class Detect(NetStage):
-    """WCBnet: p(manipulated) from three cross-block heads and their fused, normalised CAM."""
-
-    config_attr, weights_attr, timing = "wcbnet_config", "wcbnet_weights", "t_detect"
-
-    def empty(self, n: int) -> Batch:
-        c = self.size // 4
-        return {"score_wcbnet_heads": np.zeros((n, 3), np.float32),
-                "score_wcbnet": np.zeros(n, np.float32),
-                "cam_views": np.zeros((n, 3, c, c), np.float16),
-                "cam": np.zeros((n, c, c), np.float16)}
-
-    def compute(self, batch: Batch, rows: np.ndarray) -> Batch:
-        out = self.engine(net_feeds(batch, rows, self.engine.input_names))
-        heads = expit(out["logits"])
-        views = normalize_cams(out["cams"])
-        return {"score_wcbnet_heads": heads.astype(np.float32),
-                "score_wcbnet": heads.mean(axis=1).astype(np.float32),
-                "cam_views": views.astype(np.float16),
-                "cam": fuse_geometric(views).astype(np.float16)}
-
-
