@@ -101,7 +101,7 @@ class PipelineConfig(Strict):
     #: weights at the shipped operating point on the synthetic validation split
     #: (scripts/calibrate.py), never on evaluation data. (Per-image rules -- relative to the
     #: peak, Otsu -- were measured and not adopted: MODEL_CARD.md.)
-    mask_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    mask_threshold: float = Field(default=0.75, ge=0.0, le=1.0)
     #: Keypoint copy-move detector (tamperscan/copy_move.py): its confidence can raise the
     #: image score and its regions join the final map.
     copy_move: CopyMoveOptions = Field(default_factory=CopyMoveOptions)
