@@ -39,6 +39,14 @@ Stage = Callable[[Batch], Batch]
 EVIDENCE: tuple[type, ...] = (FindCopyMove, JpegEvidence, Nets)
 
 
+def last_file_reader(stages: Sequence) -> int:
+    """Index in ``stages`` (classes or built) of the last one that reads the original file
+    bytes (``reads_file``), -1 if none: past it a front door need not carry them (the staged
+    layout drops them before the model actors)."""
+    readers = [i for i, s in enumerate(stages) if getattr(s, "reads_file", False)]
+    return max(readers, default=-1)
+
+
 def joined(kind: str) -> list[str]:
     """The columns of kind ``score_column`` / ``region_column`` the evidence stages add."""
     return [getattr(stage, kind) for stage in EVIDENCE if getattr(stage, kind, None)]

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tamperscan.batch import Batch
 from tamperscan.config import PipelineConfig, S3Options
-from tamperscan.graph import STAGES, analyse, build_stages, split
+from tamperscan.graph import STAGES, analyse, build_stages, last_file_reader, split
 from tamperscan.io import ResultSink, list_source, new_run_id
 from tamperscan.provenance import model_versions
 from tamperscan.results import WriteResults
@@ -73,7 +73,7 @@ class ScanResources(BaseModel):
     #: actor pools, refinement actors -- lets a few GPU actors serve many CPU decoders;
     #: "auto": fused on a cluster without GPUs, staged with them.
     layout: Literal["auto", "fused", "staged"] = "auto"
-    #: Batch of the two model stages in the staged layout (the fused layout runs everything
+    #: Batch of the model stage (both nets) in the staged layout (the fused layout runs everything
     #: at ``batch_size``). 0: ``batch_size`` on CPUs, at least 32 with GPUs, where a batch of 8
     #: is launch-bound -- on an H200 the localizer took ~5 ms a call at batch 1 and at batch 8
     #: alike, and 2-5x the images/s from batch 32 on (benchmarks/RESULTS.md, GPU).
@@ -173,15 +173,31 @@ def build_dataset(uris: list[str], out: str, run_id: str, config: PipelineConfig
     front, evidence, _ = split(STAGES)  # classes: each actor builds its own
     for stage in front:
         ds = ds.map_batches(stage(config), **task)
-    for stage in evidence:  # each in its own pool: the model stages on GPUs
+    last_reader = last_file_reader(evidence)
+    for index, stage in enumerate(evidence):  # each in its own pool: the model stages on GPUs
         model = stage.kind == "model"
         pool = ray.data.ActorPoolStrategy(
             min_size=1, max_size=plan["model_actors" if model else "refine_actors"])
+        if index == last_reader:  # the file's bytes go no further than their last reader
+            stage = dropping_file(stage)
         ds = ds.map_batches(stage, compute=pool, num_gpus=plan["gpus_per_actor"] if model else 0,
                             **{**actor, "batch_size": plan["model_batch"] if model else bs})
     tails = ray.data.ActorPoolStrategy(min_size=1, max_size=plan["refine_actors"])
     return ds.map_batches(ScanTail, compute=tails,
                           **{**actor, "fn_constructor_args": (config, out, run_id, s3)})
+
+
+def dropping_file(stage: type) -> type:
+    """``stage`` whose output leaves out the original file bytes (``data``), for its last
+    reader in the staged layout: the model actors and the tail never receive them, and no
+    extra Ray operator copies the batch to drop them."""
+
+    class DroppingFile(stage):
+        def __call__(self, batch: Batch) -> Batch:
+            return {k: v for k, v in super().__call__(batch).items() if k != "data"}
+
+    DroppingFile.__name__ = DroppingFile.__qualname__ = stage.__name__
+    return DroppingFile
 
 
 class ScanTail:

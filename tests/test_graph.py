@@ -130,3 +130,23 @@ def test_wcbnet_inputs_follow_its_backbone(tmp_path):
     assert list(out["status"]) == ["ok", "error"]
     assert out["cam"].shape == (2, 96, 96) and out["cam"][0].max() > 0
     assert out["refined"][0] and out["refined_map"][0].any()
+
+
+def test_the_staged_layout_carries_the_file_only_to_its_last_reader(tmp_path):
+    """The JPEG stage is the last evidence stage that reads the original bytes; wrapped for
+    the staged layout it hands on everything else it computes, without ``data``."""
+    from tamperscan.pipeline import dropping_file
+    from tamperscan.stages import DecodeELA, JpegEvidence
+
+    _, evidence, _ = graph.split(graph.STAGES)
+    assert evidence[graph.last_file_reader(evidence)] is JpegEvidence
+    assert graph.last_file_reader([graph.Score, graph.Fuse]) == -1
+    config = PipelineConfig()
+    decoded = DecodeELA(config)(bytes_batch([encode(natural_image(64, 80, 5), "JPEG")]))
+    plain = JpegEvidence(config)(dict(decoded))
+    wrapped_cls = dropping_file(JpegEvidence)
+    assert wrapped_cls.__name__ == "JpegEvidence"
+    wrapped = wrapped_cls(config)(dict(decoded))
+    assert "data" in plain and "data" not in wrapped
+    assert set(plain) - set(wrapped) == {"data"}
+    assert str(wrapped["jpeg_table"][0]).startswith("ijg:")

@@ -174,6 +174,9 @@ def test_fused_and_staged_layouts_write_the_same_rows(ray_local, weights, tmp_pa
     ok = fused["status"] == "ok"
     assert abs(fused["score"][ok] - staged["score"][ok]).max() < 1e-6
     assert list(fused["mask_png"][ok]) == list(staged["mask_png"][ok])
+    # the JPEG stage still reads the file's bytes, which the staged layout drops after it
+    assert list(fused["jpeg_table"]) == list(staged["jpeg_table"])
+    assert fused["jpeg_table"][ok].str.startswith(("ijg:", "nonstandard:")).any()
 
 
 def test_compaction_prefers_ok_over_earlier_error(tmp_path):

@@ -29,6 +29,9 @@ class JpegEvidence:
     Non-JPEG, unreadable and truncated files get no evidence, not an error."""
 
     kind, timing = "cpu", "t_jpeg"
+    #: It reads the file itself (DecodeELA's ``data`` column): front doors carry the bytes
+    #: only as far as the last stage that does (`graph.last_file_reader`).
+    reads_file = True
     #: How the graph joins this evidence: the score by noisy-OR, the region by max. Only a
     #: found region counts (the score is 0 otherwise), as for a verified clone: on the
     #: validation split that ranked images better than the graded score (MODEL_CARD.md).
