@@ -85,3 +85,28 @@ def test_model_stage_columns_do_not_depend_on_sharing(tmp_path, monkeypatch):
         np.testing.assert_allclose(a[column].astype(np.float32), b[column].astype(np.float32),
                                    atol=2e-3, err_msg=column)
     assert a["t_nets"][0] > 0 and a["t_nets"][1] == 0
+
+
+def test_int8_stems_read_float_inputs_in_the_shared_graph(tmp_path):
+    """Each stream's F1 also feeds the fused F1 Add in the one graph: that Add stays float
+    too, so no fp32 stem convolution reads an input rounded to 8 bits (a shared QDQ pair)."""
+    import onnx
+
+    from tamperscan.engines.quantize import (
+        FLOAT_STEM_CONVS,
+        cached_int8_onnx,
+        float_nodes,
+        stem_convs,
+    )
+
+    model = SharedStreams(*_pair()).eval()
+    path = cached_int8_onnx(model, tmp_path, 384)
+    graph = onnx.load(str(path)).graph
+    produced_by = {out: node.op_type for node in graph.node for out in node.output}
+    stems = set(stem_convs(path, FLOAT_STEM_CONVS[("rgb", "ela")]))
+    assert len(stems) == 2 * FLOAT_STEM_CONVS[("rgb", "ela")]
+    stem_inputs = [node.input[0] for node in graph.node if node.name in stems]
+    assert "DequantizeLinear" not in {produced_by.get(name) for name in stem_inputs}
+    # the other readers of those inputs are the extra float nodes (the fused F1 Adds)
+    extra = set(float_nodes(path, FLOAT_STEM_CONVS[("rgb", "ela")])) - stems
+    assert extra and {n.op_type for n in graph.node if n.name in extra} == {"Add"}

@@ -31,7 +31,7 @@ from tamperscan.engines.cache import cached_file, cached_onnx, digest
 from tamperscan.export import MIN_OPSET, io_names
 
 #: Changes whenever the calibration inputs or quantization settings change (part of the key).
-CALIBRATION_RECIPE = {"version": 2, "samples": 24, "photos": 8, "photo_seed": 7, "seed": 3,
+CALIBRATION_RECIPE = {"version": 3, "samples": 24, "photos": 8, "photo_seed": 7, "seed": 3,
                       "photo_size": (576, 768), "ela_quality": 90, "format": "QDQ",
                       "per_channel": True, "activations": "QUInt8", "weights": "QInt8",
                       "method": "MinMax"}
@@ -66,6 +66,26 @@ def stem_convs(onnx_path: Path, per_input: int) -> list[str]:
                     names.append(node.name)
                     found += 1
     return names
+
+
+def float_nodes(onnx_path: Path, per_input: int) -> list[str]:
+    """The nodes kept out of quantization: each stream's stem convolutions (``stem_convs``)
+    and every other reader of a tensor a stem convolution reads. A tensor gets one QDQ pair
+    for all its readers, so a quantized second reader would round the stem's own input to 8
+    bits too: in the one graph of both nets (`tamperscan.nets.shared`) each stream's F1 also
+    feeds the fused F1 Add, and the localizer's score moved about 1.4x further from fp32 than
+    in its own graph until that Add stayed in float as well (MODEL_CARD.md, fifteenth
+    session)."""
+    stems = stem_convs(onnx_path, per_input)
+    if not stems:
+        return []
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    names = set(stems)
+    read = {node.input[0] for node in graph.node if node.name in names}
+    return stems + [node.name for node in graph.node
+                    if node.name not in names and read.intersection(node.input)]
 
 
 def calibration_feeds(model: nn.Module, input_size: int) -> Iterator[dict[str, np.ndarray]]:
@@ -104,7 +124,8 @@ def int8_cache_path(model: nn.Module, cache_dir: Path, input_size: int, fp32_pat
 def cached_int8_onnx(model: nn.Module, cache_dir: Path, input_size: int,
                      opset: int = MIN_OPSET) -> Path:
     """The model's int8 QDQ graph (fp32 I/O, dynamic batch), calibrated on first use, with
-    ``FLOAT_STEM_CONVS`` convolutions of each stream left in fp32."""
+    ``FLOAT_STEM_CONVS`` convolutions of each stream and their inputs left in fp32
+    (``float_nodes``)."""
     fp32_path = cached_onnx(model, cache_dir, input_size, "fp32", opset)
     path = int8_cache_path(model, cache_dir, input_size, fp32_path, opset)
     if path.exists():
@@ -135,7 +156,7 @@ def cached_int8_onnx(model: nn.Module, cache_dir: Path, input_size: int,
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
-                            nodes_to_exclude=stem_convs(
+                            nodes_to_exclude=float_nodes(
                                 prepared, float_stem_convs(model)))
         finally:
             prepared.unlink(missing_ok=True)
