@@ -31,24 +31,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.nets import median_seconds  # noqa: E402
-from tamperscan.config import PipelineConfig, model_path  # noqa: E402
+from tamperscan.config import PipelineConfig  # noqa: E402
 from tamperscan.engines import build_engine  # noqa: E402
 from tamperscan.export import io_names  # noqa: E402
-from tamperscan.nets.build import build_model, load_config, load_weights  # noqa: E402
+from tamperscan.nets.build import load_config  # noqa: E402
 from tamperscan.preprocess.ela import ELA_QUALITY, jpeg_roundtrip  # noqa: E402
 from tamperscan.stages import NETS as GRAPH_NETS  # noqa: E402
+from tamperscan.stages import load_net as load_graph_net  # noqa: E402
 
-#: net config -> weights file of each net of the graph, as the shipped config has them.
+#: net config name -> the graph's net (``tamperscan.stages.NETS``), as the shipped config has them.
 _SHIPPED = PipelineConfig()
-NETS = {getattr(_SHIPPED, net.config_attr): getattr(_SHIPPED, net.weights_attr)
-        for net in GRAPH_NETS}
+NETS = {getattr(_SHIPPED, net.config_attr): net for net in GRAPH_NETS}
 
 
 def load_net(name: str) -> torch.nn.Module:
     """The net ``name`` of ``NETS`` with its shipped weights, in eval mode, on the CPU."""
-    model = build_model(load_config(name))
-    load_weights(model, model_path(NETS[name]))
-    return model.eval()
+    return load_graph_net(_SHIPPED, NETS[name])
 
 
 def timed(fn: Callable[[], object], runs: int, device: torch.device) -> float:

@@ -46,14 +46,18 @@ def float_stem_convs(model: nn.Module) -> int:
     return FLOAT_STEM_CONVS.get(tuple(model.config.input_names), 0)
 
 
-def stem_convs(onnx_path: Path, per_input: int) -> list[str]:
-    """Names of the first ``per_input`` Conv nodes downstream of each graph input (each
-    stream's stem), in graph order."""
-    if per_input <= 0:
-        return []
+def _graph(onnx_path: Path):
     import onnx
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return onnx.load(str(onnx_path), load_external_data=False).graph
+
+
+def stem_convs(onnx_path: Path, per_input: int, graph=None) -> list[str]:
+    """Names of the first ``per_input`` Conv nodes downstream of each graph input (each
+    stream's stem), in graph order (``graph``: the file's, when already loaded)."""
+    if per_input <= 0:
+        return []
+    graph = graph or _graph(onnx_path)
     names = []
     for graph_input in graph.input:
         reached, found = {graph_input.name}, 0
@@ -76,12 +80,10 @@ def float_nodes(onnx_path: Path, per_input: int) -> list[str]:
     feeds the fused F1 Add, and the localizer's score moved about 1.4x further from fp32 than
     in its own graph until that Add stayed in float as well (MODEL_CARD.md, fifteenth
     session)."""
-    stems = stem_convs(onnx_path, per_input)
-    if not stems:
+    if per_input <= 0:
         return []
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    graph = _graph(onnx_path)
+    stems = stem_convs(onnx_path, per_input, graph)
     names = set(stems)
     read = {node.input[0] for node in graph.node if node.name in names}
     return stems + [node.name for node in graph.node

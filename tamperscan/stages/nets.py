@@ -67,10 +67,11 @@ def weights_file(config: PipelineConfig, net: Net) -> Path:
     return path
 
 
-def load_net(config: PipelineConfig, net: Net) -> nn.Module:
-    """``net`` built from its config with its weights, in eval mode."""
+def load_net(config: PipelineConfig, net: Net, weights: Path | None = None) -> nn.Module:
+    """``net`` built from its config with its weights (``weights_file`` unless given), in
+    eval mode."""
     model = build_model(load_config(getattr(config, net.config_attr))).eval()
-    load_weights(model, weights_file(config, net))
+    load_weights(model, weights or weights_file(config, net))
     return model
 
 
@@ -91,8 +92,8 @@ class Nets:
         return tuple(dict.fromkeys(INPUT_COLUMNS[name] for name in names))
 
     def __init__(self, config: PipelineConfig) -> None:
-        localizer, wcbnet = (load_net(config, net) for net in NETS)
         self.weights = {net.name: weights_file(config, net) for net in NETS}
+        localizer, wcbnet = (load_net(config, net, self.weights[net.name]) for net in NETS)
         self.model_names = {net.name: getattr(config, net.config_attr) for net in NETS}
         self.shared = shares_streams(localizer, wcbnet)
         models = {"shared_streams": SharedStreams(localizer, wcbnet)} if self.shared else {
